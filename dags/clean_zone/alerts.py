@@ -1,0 +1,146 @@
+"""Failure alerts: what a person reads at 3 AM, and how it reaches SNS.
+
+An :class:`Alert` is built from plain values (no Airflow), formatted into an
+SNS subject (at most 100 characters, as SNS requires), a plain-text message
+that an email subscriber can act on, and message attributes (severity,
+failure class, DAG id, task id) that subscribers can filter on. The message
+ends with the facts as JSON, like the reference state machine's message, for
+machines. :func:`publish` never raises: an SNS outage is logged and must not
+hide the task's own failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import quote
+
+from clean_zone.failures import FailureClass
+
+log = logging.getLogger(__name__)
+
+SUBJECT_LIMIT = 100
+
+_GUIDANCE = {
+    FailureClass.DATA_QUALITY: (
+        "The file's content is not acceptable. It was quarantined with a reason file beside it; "
+        "ask the partner for a corrected file. It was not retried: retrying cannot fix data."
+    ),
+    FailureClass.INVALID_INPUT: (
+        "The file is not a kind this pipeline processes. It was moved to the rejected prefix with a "
+        "reason file; if it should be processed, fix its name or extension and drop it again."
+    ),
+    FailureClass.ENDPOINT: (
+        "An AWS endpoint or a downstream service kept failing through every retry. Check the service's "
+        "health, then clear the failed task in the Airflow UI to resume from this point; the file "
+        "waits in the processing prefix."
+    ),
+    FailureClass.DEPENDENCY: (
+        "Something this step needs did not arrive within its retries. Check the upstream delivery, then "
+        "clear the failed task to resume."
+    ),
+    FailureClass.CODE: (
+        "This looks like a bug (not retried). Read the log, fix the code, then clear the failed task "
+        "to resume; the file waits in the processing prefix."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Alert:
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int
+    max_tries: int  # total tries allowed, the first included
+    failure_class: FailureClass
+    error_type: str
+    error: str
+    log_url: str
+    s3_object: str | None = None  # where the file came from
+    s3_location: str | None = None  # where it is now, if it moved
+
+    @property
+    def severity(self) -> str:
+        # Data problems need a partner's action; the rest need ours now.
+        return "warning" if self.failure_class in {FailureClass.DATA_QUALITY, FailureClass.INVALID_INPUT} else "critical"
+
+    def subject(self) -> str:
+        text = f"[{self.severity.upper()}] {self.failure_class} failure: {self.dag_id}.{self.task_id}"
+        # SNS subjects must be printable ASCII on one line.
+        text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+        return text if len(text) <= SUBJECT_LIMIT else text[: SUBJECT_LIMIT - 3] + "..."
+
+    def message(self) -> str:
+        lines = [
+            f"Airflow task failed: {self.dag_id}.{self.task_id}",
+            "",
+            f"Run:           {self.run_id}",
+            f"Try:           {self.try_number} of {self.max_tries}",
+            f"Failure class: {self.failure_class} "
+            f"({'retried with backoff' if self.failure_class.retryable else 'not retried'})",
+            f"S3 object:     {self.s3_object or 'unknown'}",
+        ]
+        if self.s3_location and self.s3_location != self.s3_object:
+            lines.append(f"Now at:        {self.s3_location}")
+        lines += [
+            f"Error:         {self.error_type}: {self.error}",
+            f"Log:           {self.log_url}",
+            "",
+            f"What to do: {_GUIDANCE[self.failure_class]}",
+            "",
+            "Details (JSON):",
+            json.dumps(self.to_dict(), sort_keys=True),
+        ]
+        return "\n".join(lines)
+
+    def attributes(self) -> dict[str, dict[str, str]]:
+        values = {
+            "severity": self.severity,
+            "failure_class": self.failure_class.value,
+            "dag_id": self.dag_id,
+            "task_id": self.task_id,
+        }
+        return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failure_class"] = self.failure_class.value
+        data["severity"] = self.severity
+        return data
+
+
+def task_log_url(base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int,
+                 map_index: int = -1) -> str:
+    """The task-instance log page in Airflow 3's UI (the same path MWAA's UI serves)."""
+    mapped = f"/mapped/{map_index}" if map_index >= 0 else ""
+    return (f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
+            f"/tasks/{quote(task_id)}{mapped}?try_number={try_number}")
+
+
+def publish(sns_client: Any, topic_arn: str, alert: Alert) -> str | None:
+    """Publish ``alert``; return the message id, or None (logged) if SNS failed."""
+    try:
+        response = sns_client.publish(
+            TopicArn=topic_arn,
+            Subject=alert.subject(),
+            Message=alert.message(),
+            MessageAttributes=alert.attributes(),
+        )
+    except Exception:
+        # An SNS outage must never crash the callback or mask the task's own failure.
+        log.exception("could not publish the failure alert to %s; the alert was:\n%s", topic_arn, alert.message())
+        return None
+    return str(response.get("MessageId"))
+
+
+def parse_sns_envelope(body: str) -> dict[str, Any]:
+    """An SNS notification as an SQS subscriber receives it: subject, message, attributes."""
+    envelope = json.loads(body)
+    return {
+        "subject": envelope.get("Subject"),
+        "message": envelope.get("Message", ""),
+        "attributes": {k: v.get("Value") for k, v in envelope.get("MessageAttributes", {}).items()},
+    }

@@ -1,0 +1,199 @@
+"""The one place that talks to S3.
+
+:class:`ObjectStore` wraps a boto3 S3 client and one bucket. It streams
+(never reads a whole object into memory), copies before it deletes, and
+turns S3's error codes into the project's failure classes so retries treat
+them right. It does not import Airflow: tasks build the client through
+:func:`clean_zone.aws.client`, scripts through plain boto3.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from clean_zone.failures import EndpointError
+
+CHUNK_SIZE = 1024 * 1024
+
+# S3 error codes that mean "the object is not there" rather than "S3 is unwell".
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+_PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+class ObjectMissing(LookupError):
+    """The object does not exist (or vanished while we worked on it)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What S3 says about one object."""
+
+    key: str
+    size: int
+    etag: str
+    version_id: str | None = None
+    checksum_sha256: str | None = None
+    checksum_type: str | None = None
+    last_modified: str | None = None  # ISO 8601, as S3 reports it
+
+    @classmethod
+    def from_head(cls, key: str, head: dict[str, Any]) -> ObjectInfo:
+        return cls(
+            key=key,
+            size=int(head["ContentLength"]),
+            etag=str(head.get("ETag", "")).strip('"'),
+            version_id=head.get("VersionId"),
+            checksum_sha256=head.get("ChecksumSHA256"),
+            checksum_type=head.get("ChecksumType"),
+            last_modified=_iso(head.get("LastModified")),
+        )
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _endpoint_error(action: str, bucket: str, key: str, error: Exception) -> EndpointError:
+    return EndpointError(f"S3 {action} s3://{bucket}/{key} failed: {error}")
+
+
+class ObjectStore:
+    """One bucket, seen through a boto3 S3 client."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    # --- reading -------------------------------------------------------------
+    def head(self, key: str, *, with_checksum: bool = False) -> ObjectInfo | None:
+        """Metadata of ``key``, or None if absent. ``with_checksum`` asks S3 for stored checksums."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if with_checksum:
+            kwargs["ChecksumMode"] = "ENABLED"
+        try:
+            return ObjectInfo.from_head(key, self.client.head_object(**kwargs))
+        except ClientError as error:
+            if _code(error) in _MISSING_CODES:
+                return None
+            raise _endpoint_error("head", self.bucket, key, error) from error
+        except BotoCoreError as error:
+            raise _endpoint_error("head", self.bucket, key, error) from error
+
+    def open(self, key: str) -> BinaryIO:
+        """A streaming, file-like body of ``key`` (read it in chunks)."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as error:
+            if _code(error) in _MISSING_CODES:
+                raise ObjectMissing(self.url(key)) from error
+            raise _endpoint_error("get", self.bucket, key, error) from error
+        except BotoCoreError as error:
+            raise _endpoint_error("get", self.bucket, key, error) from error
+
+    def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        body = self.open(key)
+        try:
+            while chunk := body.read(chunk_size):
+                yield chunk
+        finally:
+            body.close()
+
+    def read_bytes(self, key: str, limit: int) -> bytes:
+        """A small object's bytes; refuses objects over ``limit`` bytes (manifests, sidecars)."""
+        body = self.open(key)
+        try:
+            data = body.read(limit + 1)
+        finally:
+            body.close()
+        if len(data) > limit:
+            raise ValueError(f"{self.url(key)} is larger than {limit} bytes")
+        return data
+
+    def get_json(self, key: str, limit: int = 16 * 1024 * 1024) -> Any:
+        return json.loads(self.read_bytes(key, limit))
+
+    def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, in key order."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(
+                        key=item["Key"],
+                        size=int(item["Size"]),
+                        etag=str(item.get("ETag", "")).strip('"'),
+                        last_modified=_iso(item.get("LastModified")),
+                    )
+        except (ClientError, BotoCoreError) as error:
+            raise _endpoint_error("list", self.bucket, prefix, error) from error
+
+    # --- writing -------------------------------------------------------------
+    def put_bytes(
+        self, key: str, data: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False
+    ) -> bool:
+        """Write ``data``. With ``if_absent``, write only if no object is there; False if one was."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data, "ContentType": content_type}
+        if if_absent:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            self.client.put_object(**kwargs)
+        except ClientError as error:
+            if if_absent and _code(error) in _PRECONDITION_CODES:
+                return False
+            raise _endpoint_error("put", self.bucket, key, error) from error
+        except BotoCoreError as error:
+            raise _endpoint_error("put", self.bucket, key, error) from error
+        return True
+
+    def put_json(self, key: str, document: Any, *, if_absent: bool = False) -> bool:
+        data = json.dumps(document, indent=2, sort_keys=True, default=str).encode()
+        return self.put_bytes(key, data, content_type="application/json", if_absent=if_absent)
+
+    def upload_stream(self, key: str, stream: BinaryIO, *, content_type: str = "text/csv") -> None:
+        """Upload a file-like object in parts (multipart for large data); constant memory."""
+        try:
+            self.client.upload_fileobj(stream, self.bucket, key, ExtraArgs={"ContentType": content_type})
+        except (ClientError, BotoCoreError) as error:
+            raise _endpoint_error("upload", self.bucket, key, error) from error
+
+    def copy(self, source_key: str, target_key: str) -> ObjectInfo:
+        """Copy within the bucket (managed: multipart above 5 GB) and confirm the copy landed whole."""
+        source = self.head(source_key)
+        if source is None:
+            raise ObjectMissing(self.url(source_key))
+        try:
+            self.client.copy({"Bucket": self.bucket, "Key": source_key}, self.bucket, target_key)
+        except ClientError as error:
+            if _code(error) in _MISSING_CODES:
+                raise ObjectMissing(self.url(source_key)) from error
+            raise _endpoint_error("copy", self.bucket, source_key, error) from error
+        except BotoCoreError as error:
+            raise _endpoint_error("copy", self.bucket, source_key, error) from error
+        copied = self.head(target_key)
+        if copied is None or copied.size != source.size:
+            raise EndpointError(f"copy of {self.url(source_key)} to {target_key} did not land whole")
+        return copied
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as error:
+            raise _endpoint_error("delete", self.bucket, key, error) from error
+
+    def move(self, source_key: str, target_key: str) -> ObjectInfo:
+        """Copy, confirm, then delete the source: the object is never only in flight."""
+        copied = self.copy(source_key, target_key)
+        self.delete(source_key)
+        return copied

@@ -1,0 +1,65 @@
+"""
+### Clean-zone file pipeline
+
+Processes one partner file from the clean-zone bucket: the Airflow port of the
+reference Step Functions state machine *ProcessFilesStateMachine*.
+
+1. **claim_file** claims the object exactly once and moves it to `processing/`.
+2. **check_file_extension** returns bucket, key, size and extension
+   (case-insensitive; `.csv.gz` is compressed CSV).
+3. **route_by_extension** sends CSV to processing, anything else to **reject_file**,
+   which moves it to `rejected/` with a reason and fails the run (one SNS alert).
+4. **validate_csv** streams the file (header, column counts, UTF-8, not binary);
+   a bad file goes to `quarantine/` and alerts at once, without retries.
+5. **run_failure_generator** is the reference's flaky step (10 / randint(0, 2)),
+   retried with exponential backoff (10 s, 15 s, 22.5 s, 33.75 s by default).
+6. **write_processed_output** writes the normalised CSV and a JSON summary, and
+   moves the file to `processed/`.
+
+**How it is triggered:** by `clean_zone_landing_watcher` (an S3KeySensor on the
+landing prefix) and `clean_zone_s3_events` (S3 event notifications through SQS),
+one run per file; or by hand with conf `{"key": "landing/x.csv"}` (and optionally
+`"bucket"`), as the reference's Lambda could be invoked with a test event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
+from airflow.sdk import DAG, Param
+
+from clean_zone import config, file_tasks
+from clean_zone.dag_defaults import default_args
+
+settings = config.load_for_parsing()
+
+with DAG(
+    dag_id="clean_zone_file_pipeline",
+    description="Check, route and process one partner file from the clean-zone bucket",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=16,
+    default_args=default_args(settings, object_task_id=file_tasks.CLAIM_TASK),
+    params={
+        "key": Param(f"{settings.landing_prefix}sample.csv", type="string", minLength=1,
+                     description="Key of the object to process"),
+        "bucket": Param(None, type=["null", "string"], description="Bucket (default: clean_zone_bucket)"),
+    },
+    tags=["clean-zone", "s3", "reference-port"],
+):
+    claim = PythonOperator(task_id=file_tasks.CLAIM_TASK, python_callable=file_tasks.claim_file)
+    check = PythonOperator(task_id=file_tasks.CHECK_TASK, python_callable=file_tasks.check_file_extension)
+    route = BranchPythonOperator(task_id="route_by_extension", python_callable=file_tasks.route_by_extension)
+    validate = PythonOperator(task_id=file_tasks.VALIDATE_TASK, python_callable=file_tasks.validate_csv)
+    generate = PythonOperator(task_id=file_tasks.GENERATOR_TASK, python_callable=file_tasks.run_failure_generator)
+    write = PythonOperator(task_id=file_tasks.WRITE_TASK, python_callable=file_tasks.write_processed_output)
+    reject = PythonOperator(task_id=file_tasks.REJECT_TASK, python_callable=file_tasks.reject_file)
+    done = EmptyOperator(task_id="done", trigger_rule="none_failed_min_one_success")
+
+    claim >> check >> route
+    route >> validate >> generate >> write >> done
+    route >> reject >> done
