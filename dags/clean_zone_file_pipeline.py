@@ -48,6 +48,8 @@ with DAG(
         "key": Param(f"{settings.landing_prefix}sample.csv", type="string", minLength=1,
                      description="Key of the object to process"),
         "bucket": Param(None, type=["null", "string"], description="Bucket (default: clean_zone_bucket)"),
+        "etag": Param(None, type=["null", "string"],
+                      description="ETag of the upload, if known: tells a file already taken from a missing one"),
     },
     tags=["clean-zone", "s3", "reference-port"],
 ):

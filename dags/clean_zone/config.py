@@ -121,6 +121,11 @@ class Settings:
         parts = self.failure_topic_arn.split(":")
         return parts[4] if len(parts) > 5 else LOCAL_ACCOUNT_ID
 
+    @property
+    def events_queue_url(self) -> str:
+        """The events queue's URL in AWS's form (what the SQS watcher expects; moto serves it too)."""
+        return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{self.events_queue_name}"
+
     def to_variables(self) -> dict[str, str]:
         """Every setting as ``{variable_name: text}``, the form Airflow Variables take."""
         return {variable_name(f.name): str(getattr(self, f.name)) for f in fields(self)}

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from clean_zone import config, csv_validation, failure_generator
+from clean_zone import config, csv_validation, events, failure_generator
 from clean_zone.aws import client
 from clean_zone.extensions import FileKind, check_file, is_folder_marker
 from clean_zone.failures import DataQualityError, DependencyError, InvalidFileError
@@ -52,7 +52,7 @@ def claim_file(**context: Any) -> dict[str, Any]:
         raise InvalidFileError('trigger this DAG with conf {"key": "<object key>", "bucket": "<optional>"}',
                                reason="missing_key")
     lifecycle = _lifecycle(params.get("bucket"))
-    outcome, claim = lifecycle.claim(key, context["run_id"])
+    outcome, claim = lifecycle.claim(key, context["run_id"], etag=params.get("etag"))
     if claim is None:
         messages = {
             ClaimOutcome.DUPLICATE: "re-delivery of a file already claimed: moved to the duplicates prefix",
@@ -142,3 +142,55 @@ def reject_file(**context: Any) -> None:
     error = InvalidFileError(f"invalid file extension {extension!r}: only .csv and .csv.gz are processed",
                              reason="invalid_extension")
     raise lifecycle.fail_into(claim, Place.REJECTED, error)
+
+
+# --- the landing watcher ------------------------------------------------------
+MAX_FILES_PER_CYCLE = 200
+
+
+def pipeline_run_id(bucket: str, key: str, upload_marker: str | None) -> str:
+    """One run id per upload (``upload_marker``: its time, and its ETag where known).
+
+    A sensor firing twice, or an event delivered twice, cannot start it twice.
+    """
+    import hashlib
+    import re
+
+    digest = hashlib.sha256(f"{bucket}/{key}@{upload_marker}".encode()).hexdigest()[:16]
+    stamp = re.sub(r"[^0-9T]", "", (upload_marker or "")[:19])
+    return f"s3__{stamp}__{digest}"
+
+
+def list_landing_files(**_context: Any) -> list[dict[str, Any]]:
+    """The landing prefix's files (oldest first, folder markers left out), as pipeline triggers."""
+    settings = config.load()
+    store = ObjectStore(client("s3", settings), settings.bucket)
+    found = [info for info in store.list_keys(settings.landing_prefix) if not is_folder_marker(info.key, info.size)]
+    found.sort(key=lambda info: (info.last_modified or "", info.key))
+    return [
+        {
+            "trigger_run_id": pipeline_run_id(settings.bucket, info.key, info.last_modified),
+            "conf": {"bucket": settings.bucket, "key": info.key, "etag": info.etag},
+        }
+        for info in found[:MAX_FILES_PER_CYCLE]
+    ]
+
+
+def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
+    """Pipeline triggers for the objects created in the delivered S3 event notifications.
+
+    Messages come from the Asset watcher's events or, for a replay by hand,
+    from the run's conf ``{"messages": [<SQS message>, ...]}``.
+    """
+    settings = config.load()
+    messages = events.messages_from_asset_events(
+        event for asset_events in context["triggering_asset_events"].values() for event in asset_events
+    ) or list((context["dag_run"].conf or {}).get("messages", []))
+    created = events.objects_created(messages, settings.bucket, settings.landing_prefix)
+    return [
+        {
+            "trigger_run_id": pipeline_run_id(item.bucket, item.key, f"{item.event_time}/{item.etag}"),
+            "conf": {"bucket": item.bucket, "key": item.key, "etag": (item.etag or "").strip('"') or None},
+        }
+        for item in created
+    ]

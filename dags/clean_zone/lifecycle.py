@@ -123,12 +123,19 @@ class Lifecycle:
         self.settings = settings
 
     # --- claiming ------------------------------------------------------------
-    def claim(self, key: str, run_id: str) -> tuple[ClaimOutcome, Claim | None]:
-        """Claim the object at ``key`` for ``run_id``, moving it to processing/."""
+    def claim(self, key: str, run_id: str, etag: str | None = None) -> tuple[ClaimOutcome, Claim | None]:
+        """Claim the object at ``key`` for ``run_id``, moving it to processing/.
+
+        ``etag``, when the trigger knew it, tells a file another run already
+        took (TAKEN) from one that never arrived (GONE).
+        """
         info = self.store.head(key)
         rel = relative_key(key, self.settings.landing_prefix)
         if info is None:
-            return self._resume_elsewhere(key, rel, run_id)
+            outcome, claim = self._resume_elsewhere(key, rel, run_id)
+            if outcome is ClaimOutcome.GONE and etag and self.store.head(ledger_key(self.settings, key, etag)):
+                return ClaimOutcome.TAKEN, None
+            return outcome, claim
         if key.endswith("/") and info.size == 0:
             return ClaimOutcome.IGNORED, None
         record_key = ledger_key(self.settings, key, info.etag)

@@ -1,0 +1,63 @@
+"""
+### Clean-zone landing watcher
+
+Watches the landing prefix of the clean-zone bucket with a deferrable
+**S3KeySensor** (it waits in the triggerer, holding no worker slot) and starts
+one `clean_zone_file_pipeline` run per file it finds.
+
+**How it is triggered:** continuously (`@continuous`, one active run): when a
+run ends, the next one starts waiting. A run that sees no file for
+`clean_zone_sensor_timeout_seconds` ends as skipped, not failed, and no one is
+alerted. Folder markers (`landing/x/`, zero bytes) never wake it.
+
+Each pipeline run gets an id derived from the object's key and upload time,
+so a file is handed over once however often the sensor fires; the pipeline's
+own claim makes processing exactly-once even when runs overlap.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG
+
+from clean_zone import config, file_tasks
+from clean_zone.dag_defaults import default_args
+
+settings = config.load_for_parsing()
+
+with DAG(
+    dag_id="clean_zone_landing_watcher",
+    description="Wait for files in the landing prefix and start one file-pipeline run per file",
+    doc_md=__doc__,
+    schedule="@continuous",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(settings, object_task_id=None),
+    tags=["clean-zone", "s3", "sensor"],
+):
+    wait = S3KeySensor(
+        task_id="wait_for_landing_file",
+        aws_conn_id=settings.aws_conn_id,
+        bucket_name=config.variable_template("bucket", settings.bucket),
+        bucket_key=f"{settings.landing_prefix}*",
+        wildcard_match=True,
+        check_fn=file_tasks.landing_has_files,
+        deferrable=True,
+        poke_interval=settings.sensor_poke_interval_seconds,
+        timeout=settings.sensor_timeout_seconds,
+        soft_fail=True,
+    )
+    found = PythonOperator(task_id="list_landing_files", python_callable=file_tasks.list_landing_files)
+    start = TriggerDagRunOperator.partial(
+        task_id="start_file_pipeline",
+        trigger_dag_id="clean_zone_file_pipeline",
+        skip_when_already_exists=True,
+        wait_for_completion=False,
+    ).expand_kwargs(found.output)
+
+    wait >> found >> start

@@ -1,0 +1,67 @@
+"""
+### Clean-zone S3 events
+
+The event-driven trigger (the reference's EventBridge rule, without polling):
+the bucket sends S3 event notifications for objects created under the landing
+prefix to an SQS queue; an Asset watcher reads the queue in the triggerer
+(`MessageQueueTrigger`, scheme `sqs`) and every batch of messages starts this
+DAG, which starts one `clean_zone_file_pipeline` run per created object.
+
+**How it is triggered:** by the `clean_zone_s3_events` asset, updated by its
+watcher whenever messages arrive. For a replay by hand, trigger it with conf
+`{"messages": [<SQS message with a "Body">, ...]}`. S3's `s3:TestEvent`,
+folder markers and keys outside the landing prefix are ignored; URL-encoded
+keys (`a+b.csv` for `a b.csv`) are decoded.
+
+Use it instead of, or beside, `clean_zone_landing_watcher`: the pipeline's
+claim makes sure a file is processed once whichever route starts it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, Asset, AssetWatcher
+
+from clean_zone import config, file_tasks
+from clean_zone.dag_defaults import default_args
+
+settings = config.load_for_parsing()
+
+landing_events = Asset(
+    name="clean_zone_s3_events",
+    watchers=[
+        AssetWatcher(
+            name="clean_zone_s3_events_queue",
+            trigger=MessageQueueTrigger(
+                scheme="sqs",
+                sqs_queue=settings.events_queue_url,
+                aws_conn_id=settings.aws_conn_id,
+                region_name=settings.region,
+                max_messages=10,
+                waiter_delay=max(1, int(settings.sensor_poke_interval_seconds)),
+            ),
+        )
+    ],
+)
+
+with DAG(
+    dag_id="clean_zone_s3_events",
+    description="Start one file-pipeline run per object created, from S3 event notifications via SQS",
+    doc_md=__doc__,
+    schedule=[landing_events],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    default_args=default_args(settings, object_task_id=None),
+    tags=["clean-zone", "s3", "sqs", "event-driven"],
+):
+    found = PythonOperator(task_id="read_s3_events", python_callable=file_tasks.s3_event_triggers)
+    TriggerDagRunOperator.partial(
+        task_id="start_file_pipeline",
+        trigger_dag_id="clean_zone_file_pipeline",
+        skip_when_already_exists=True,
+        wait_for_completion=False,
+    ).expand_kwargs(found.output)
