@@ -1,0 +1,112 @@
+"""What starts the file pipeline: the deferrable S3KeySensor watcher and S3 event notifications
+through SQS; and resuming a failed run from the point of failure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.e2e.test_file_pipeline import GOOD_CSV, PIPELINE, drop, where_is
+
+pytestmark = pytest.mark.e2e
+
+
+def pipeline_runs() -> dict[str, dict[str, Any]]:
+    """The file-pipeline runs the triggers created: run id -> conf."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == PIPELINE).all()
+        return {run.run_id: dict(run.conf or {}) for run in runs}
+
+
+def clear_pipeline_runs() -> None:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(DagRun).filter(DagRun.dag_id == PIPELINE).delete()
+
+
+def test_watcher_waits_deferred_for_a_file_and_starts_one_run_per_file(run_dag, s3, provisioned):
+    clear_pipeline_runs()
+    s3.put_object(Bucket=provisioned.bucket, Key="landing/folder/", Body=b"")  # never wakes the sensor
+
+    def partner_uploads_later() -> None:
+        time.sleep(2)
+        drop(s3, provisioned, "late.csv", GOOD_CSV)
+
+    uploader = threading.Thread(target=partner_uploads_later)
+    uploader.start()
+    started = time.monotonic()
+    result = run_dag("clean_zone_landing_watcher")
+    uploader.join()
+
+    assert result.state == "success"
+    assert time.monotonic() - started >= 2  # it really waited for the upload
+    assert result.tasks["wait_for_landing_file"] == "success"
+    runs = pipeline_runs()
+    assert [conf["key"] for conf in runs.values()] == ["landing/late.csv"]
+
+    again = run_dag("clean_zone_landing_watcher")  # the file is still there: the sensor fires again
+
+    assert again.tasks["start_file_pipeline[0]"] == "skipped"  # same upload, same run id: not started twice
+    assert pipeline_runs() == runs
+
+
+def test_s3_event_notifications_start_the_pipeline_with_decoded_keys(run_dag, s3, provisioned):
+    clear_pipeline_runs()
+    sqs = boto3.client("sqs", region_name=provisioned.region)
+    drop(s3, provisioned, "folder/", b"")
+    drop(s3, provisioned, "q3 report+final.csv", GOOD_CSV)
+    s3.put_object(Bucket=provisioned.bucket, Key="elsewhere/ignored.csv", Body=GOOD_CSV)
+    messages = sqs.receive_message(QueueUrl=provisioned.events_queue_url, MaxNumberOfMessages=10,
+                                   WaitTimeSeconds=1)["Messages"]
+    assert any("s3:TestEvent" in m["Body"] for m in messages)  # S3's own, first message: ignored
+
+    result = run_dag("clean_zone_s3_events", {"messages": messages})
+
+    assert result.state == "success"
+    triggered = result.xcom["read_s3_events"]
+    assert [t["conf"]["key"] for t in triggered] == ["landing/q3 report+final.csv"]
+    assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/q3 report+final.csv"]
+
+
+def test_a_failed_run_cleared_and_rerun_finishes_the_same_file(run_dag, s3, provisioned, alerts_inbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_RATE", "1")
+    key = drop(s3, provisioned, "resume.csv", GOOD_CSV)
+    from tests.e2e.conftest import _load_dag
+
+    dag = _load_dag(PIPELINE)
+    failed = dag.test(run_conf={"key": key})
+    assert failed.get_state() == "failed"
+    assert where_is(s3, provisioned, "resume.csv") == [provisioned.processing_prefix]
+
+    # The downstream service is back: clear the run and run it again (dag.test clears every task of
+    # the run: each must be safe to repeat; the claim finds its own record and resumes).
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_RATE", "0")
+    resumed = dag.test(logical_date=failed.logical_date, run_after=failed.run_after, run_conf={"key": key})
+
+    assert resumed.run_id == failed.run_id
+    assert resumed.get_state() == "success"
+    assert where_is(s3, provisioned, "resume.csv") == [provisioned.processed_prefix]
+    assert len(alerts_inbox.receive(wait_seconds=2, expect=1)) == 1  # only the first run's failure
+
+
+def test_an_sns_outage_in_the_callback_does_not_hide_the_failure(run_dag, s3, provisioned, alerts_inbox,
+                                                                 monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_TOPIC_ARN",
+                       "arn:aws:sns:us-east-1:123456789012:no-such-topic")
+    key = drop(s3, provisioned, "broken.pdf", b"%PDF")
+
+    result = run_dag(PIPELINE, {"key": key})
+
+    assert result.state == "failed"
+    assert result.tasks["reject_file"] == "failed"
+    assert where_is(s3, provisioned, "broken.pdf") == [provisioned.rejected_prefix]
+    assert alerts_inbox.receive(wait_seconds=1) == []
