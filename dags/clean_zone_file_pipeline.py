@@ -45,11 +45,18 @@ with DAG(
     max_active_runs=16,
     default_args=default_args(settings, object_task_id=file_tasks.CLAIM_TASK),
     params={
-        "key": Param(f"{settings.landing_prefix}sample.csv", type="string", minLength=1,
-                     description="Key of the object to process"),
+        "key": Param(
+            f"{settings.landing_prefix}sample.csv",
+            type="string",
+            minLength=1,
+            description="Key of the object to process",
+        ),
         "bucket": Param(None, type=["null", "string"], description="Bucket (default: clean_zone_bucket)"),
-        "etag": Param(None, type=["null", "string"],
-                      description="ETag of the upload, if known: tells a file already taken from a missing one"),
+        "etag": Param(
+            None,
+            type=["null", "string"],
+            description="ETag of the upload, if known: tells a file already taken from a missing one",
+        ),
     },
     tags=["clean-zone", "s3", "reference-port"],
 ):
@@ -57,7 +64,9 @@ with DAG(
     check = PythonOperator(task_id=file_tasks.CHECK_TASK, python_callable=file_tasks.check_file_extension)
     route = BranchPythonOperator(task_id="route_by_extension", python_callable=file_tasks.route_by_extension)
     validate = PythonOperator(task_id=file_tasks.VALIDATE_TASK, python_callable=file_tasks.validate_csv)
-    generate = PythonOperator(task_id=file_tasks.GENERATOR_TASK, python_callable=file_tasks.run_failure_generator)
+    generate = PythonOperator(
+        task_id=file_tasks.GENERATOR_TASK, python_callable=file_tasks.run_failure_generator
+    )
     write = PythonOperator(task_id=file_tasks.WRITE_TASK, python_callable=file_tasks.write_processed_output)
     reject = PythonOperator(task_id=file_tasks.REJECT_TASK, python_callable=file_tasks.reject_file)
     done = EmptyOperator(task_id="done", trigger_rule="none_failed_min_one_success")

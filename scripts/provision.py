@@ -30,10 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dags"))
 
-import boto3  # noqa: E402
-from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
-from clean_zone.config import ConfigError, Settings, load_for_parsing  # noqa: E402
+from clean_zone.config import ConfigError, Settings, load_for_parsing
 
 
 def _say(quiet: bool, message: str) -> None:
@@ -90,7 +90,7 @@ def ensure_queue(sqs: Any, name: str, allow_service: str, source_arn: str) -> tu
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": f"allow-{allow_service.split('.')[0]}",
+                "Sid": f"allow-{allow_service.split('.', maxsplit=1)[0]}",
                 "Effect": "Allow",
                 "Principal": {"Service": allow_service},
                 "Action": "sqs:SendMessage",
@@ -129,7 +129,9 @@ def ensure_notifications(s3: Any, settings: Settings, queue_arn: str) -> None:
     )
 
 
-def provision(settings: Settings, *, session: boto3.Session | None = None, quiet: bool = False) -> dict[str, str]:
+def provision(
+    settings: Settings, *, session: boto3.Session | None = None, quiet: bool = False
+) -> dict[str, str]:
     """Create or confirm every resource; returns their names and URLs."""
     session = session or boto3.Session(region_name=settings.region)
     s3, sns, sqs = (session.client(name) for name in ("s3", "sns", "sqs"))
@@ -144,8 +146,11 @@ def provision(settings: Settings, *, session: boto3.Session | None = None, quiet
     bucket_arn = f"arn:aws:s3:::{settings.bucket}"
     events_url, events_arn = ensure_queue(sqs, settings.events_queue_name, "s3.amazonaws.com", bucket_arn)
     ensure_notifications(s3, settings, events_arn)
-    _say(quiet, f"  S3 events     {events_url} (object created under {settings.landing_prefix}, "
-                f"{settings.manifests_prefix})")
+    _say(
+        quiet,
+        f"  S3 events     {events_url} (object created under {settings.landing_prefix}, "
+        f"{settings.manifests_prefix})",
+    )
     return {
         "bucket": settings.bucket,
         "topic_arn": topic_arn,
@@ -155,18 +160,27 @@ def provision(settings: Settings, *, session: boto3.Session | None = None, quiet
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--allow-real-aws", action="store_true",
-                        help="run without AWS_ENDPOINT_URL, against real AWS (prefer infra/ there)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--allow-real-aws",
+        action="store_true",
+        help="run without AWS_ENDPOINT_URL, against real AWS (prefer infra/ there)",
+    )
     parser.add_argument("--json", action="store_true", help="print the resources as JSON on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     if not endpoint and not args.allow_real_aws:
-        print("provision: AWS_ENDPOINT_URL is not set; refusing to create resources in real AWS "
-              "(use infra/ there, or pass --allow-real-aws)", file=sys.stderr)
+        print(
+            "provision: AWS_ENDPOINT_URL is not set; refusing to create resources in real AWS "
+            "(use infra/ there, or pass --allow-real-aws)",
+            file=sys.stderr,
+        )
         return 2
     try:
         settings = load_for_parsing()

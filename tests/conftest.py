@@ -152,7 +152,12 @@ def alerts_inbox(provisioned: Any) -> AlertsInbox:
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """A migrated metadata database in this worker's Airflow home (about 6 s, once)."""
-    result = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-                            capture_output=True, text=True, env=os.environ.copy(), check=False)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        check=False,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")

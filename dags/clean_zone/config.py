@@ -65,13 +65,25 @@ class Settings:
     )
     region: str = _setting("us-east-1", "AWS Region of the bucket, topic and queues.", parse_time=True)
     bucket: str = _setting("clean-zone", "The clean-zone bucket partners drop files into.", parse_time=True)
-    landing_prefix: str = _setting("landing/", "Where single files land; the file pipeline watches it.", parse_time=True)
-    processing_prefix: str = _setting("processing/", "Files claimed by a run, until they reach a terminal place.")
+    landing_prefix: str = _setting(
+        "landing/", "Where single files land; the file pipeline watches it.", parse_time=True
+    )
+    processing_prefix: str = _setting(
+        "processing/", "Files claimed by a run, until they reach a terminal place."
+    )
     processed_prefix: str = _setting("processed/", "Terminal: processed files, their outputs and summaries.")
-    rejected_prefix: str = _setting("rejected/", "Terminal: files with an extension the pipeline does not process.")
-    quarantine_prefix: str = _setting("quarantine/", "Terminal: files and batches that failed a data-quality check.")
-    duplicates_prefix: str = _setting("duplicates/", "Terminal: exact re-deliveries of a file already processed.")
-    manifests_prefix: str = _setting("manifests/", "Where partners put batch manifests; the batch pipeline watches it.", parse_time=True)
+    rejected_prefix: str = _setting(
+        "rejected/", "Terminal: files with an extension the pipeline does not process."
+    )
+    quarantine_prefix: str = _setting(
+        "quarantine/", "Terminal: files and batches that failed a data-quality check."
+    )
+    duplicates_prefix: str = _setting(
+        "duplicates/", "Terminal: exact re-deliveries of a file already processed."
+    )
+    manifests_prefix: str = _setting(
+        "manifests/", "Where partners put batch manifests; the batch pipeline watches it.", parse_time=True
+    )
     batches_prefix: str = _setting("batches/", "Where partners put the data files a manifest lists.")
     state_prefix: str = _setting("_state/", "Idempotency ledger (claims and outcomes). Never hand-edit.")
     failure_topic_arn: str = _setting(
@@ -79,7 +91,9 @@ class Settings:
         "SNS topic that receives failure alerts.",
     )
     events_queue_name: str = _setting(
-        "clean-zone-s3-events", "SQS queue that receives the bucket's S3 event notifications.", parse_time=True
+        "clean-zone-s3-events",
+        "SQS queue that receives the bucket's S3 event notifications.",
+        parse_time=True,
     )
     alerts_queue_name: str = _setting(
         "clean-zone-alerts-inbox",
@@ -93,21 +107,31 @@ class Settings:
         30.0, "How often the S3 sensors look (in the triggerer, deferrable).", parse_time=True
     )
     sensor_timeout_seconds: float = _setting(
-        6 * 3600.0, "How long one sensor waits before its run ends (it is then re-scheduled).", parse_time=True
+        6 * 3600.0,
+        "How long one sensor waits before its run ends (it is then re-scheduled).",
+        parse_time=True,
     )
     failure_rate: float = _setting(
-        1 / 3, "Failure generator: chance one attempt raises (the reference: 10 / randint(0, 2)).",
+        1 / 3,
+        "Failure generator: chance one attempt raises (the reference: 10 / randint(0, 2)).",
     )
     failure_seed: str = _setting(
-        "", "Failure generator seed; empty means truly random. Tests set it for determinism.",
+        "",
+        "Failure generator seed; empty means truly random. Tests set it for determinism.",
     )
     retry_interval_seconds: float = _setting(
         10.0, "Failure generator retry: first delay (Step Functions IntervalSeconds).", parse_time=True
     )
     retry_backoff_rate: float = _setting(1.5, "Failure generator retry: BackoffRate.", parse_time=True)
-    retry_max_attempts: int = _setting(4, "Failure generator retry: MaxAttempts (retries after the first try).", parse_time=True)
-    retry_max_delay_seconds: float = _setting(300.0, "Failure generator retry: MaxDelaySeconds.", parse_time=True)
-    retry_jitter: str = _setting("NONE", "Failure generator retry: JitterStrategy, NONE or FULL.", parse_time=True)
+    retry_max_attempts: int = _setting(
+        4, "Failure generator retry: MaxAttempts (retries after the first try).", parse_time=True
+    )
+    retry_max_delay_seconds: float = _setting(
+        300.0, "Failure generator retry: MaxDelaySeconds.", parse_time=True
+    )
+    retry_jitter: str = _setting(
+        "NONE", "Failure generator retry: JitterStrategy, NONE or FULL.", parse_time=True
+    )
     batch_late_file_window_seconds: float = _setting(
         300.0, "Batch pipeline: how long to wait for listed files that have not arrived yet."
     )
@@ -176,9 +200,13 @@ def _check(settings: Settings) -> Settings:
     if len(set(values)) != len(values):
         raise ConfigError("every *_prefix setting must be distinct")
     if not 0.0 <= settings.failure_rate <= 1.0:
-        raise ConfigError(f"{variable_name('failure_rate')} must be within [0, 1], got {settings.failure_rate}")
+        raise ConfigError(
+            f"{variable_name('failure_rate')} must be within [0, 1], got {settings.failure_rate}"
+        )
     if settings.retry_jitter.upper() not in {"NONE", "FULL"}:
-        raise ConfigError(f"{variable_name('retry_jitter')} must be NONE or FULL, got {settings.retry_jitter!r}")
+        raise ConfigError(
+            f"{variable_name('retry_jitter')} must be NONE or FULL, got {settings.retry_jitter!r}"
+        )
     return settings
 
 

@@ -76,4 +76,6 @@ def classify_key(key: str, size: int) -> FileKind:
 
 
 def check_file(bucket: str, key: str, size: int) -> FileCheck:
-    return FileCheck(bucket=bucket, key=key, size=size, extension=extension_of(key), kind=classify_key(key, size))
+    return FileCheck(
+        bucket=bucket, key=key, size=size, extension=extension_of(key), kind=classify_key(key, size)
+    )

@@ -39,4 +39,6 @@ def run_once(failure_rate: float, seed: str, attempt_label: str) -> float:
     try:
         return 10 / divisor
     except ZeroDivisionError as error:
-        raise SimulatedOutage(f"failure generator: 10 / {divisor} raised ZeroDivisionError ({error})") from error
+        raise SimulatedOutage(
+            f"failure generator: 10 / {divisor} raised ZeroDivisionError ({error})"
+        ) from error

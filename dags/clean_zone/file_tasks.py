@@ -49,8 +49,9 @@ def claim_file(**context: Any) -> dict[str, Any]:
     params = context["params"]
     key = params.get("key")
     if not key or not isinstance(key, str):
-        raise InvalidFileError('trigger this DAG with conf {"key": "<object key>", "bucket": "<optional>"}',
-                               reason="missing_key")
+        raise InvalidFileError(
+            'trigger this DAG with conf {"key": "<object key>", "bucket": "<optional>"}', reason="missing_key"
+        )
     lifecycle = _lifecycle(params.get("bucket"))
     outcome, claim = lifecycle.claim(key, context["run_id"], etag=params.get("etag"))
     if claim is None:
@@ -60,7 +61,9 @@ def claim_file(**context: Any) -> dict[str, Any]:
             ClaimOutcome.IGNORED: "a folder marker, not a file: ignored",
         }
         if outcome is ClaimOutcome.GONE:
-            raise DependencyError(f"s3://{lifecycle.store.bucket}/{key} does not exist (yet)", reason="not_found")
+            raise DependencyError(
+                f"s3://{lifecycle.store.bucket}/{key} does not exist (yet)", reason="not_found"
+            )
         raise AirflowSkipException(messages[outcome])
     return claim.to_dict()
 
@@ -139,8 +142,10 @@ def reject_file(**context: Any) -> None:
     checked = ti.xcom_pull(task_ids=CHECK_TASK)
     lifecycle = _lifecycle(claim.bucket)
     extension = checked["extension"] or "(none)"
-    error = InvalidFileError(f"invalid file extension {extension!r}: only .csv and .csv.gz are processed",
-                             reason="invalid_extension")
+    error = InvalidFileError(
+        f"invalid file extension {extension!r}: only .csv and .csv.gz are processed",
+        reason="invalid_extension",
+    )
     raise lifecycle.fail_into(claim, Place.REJECTED, error)
 
 
@@ -165,7 +170,9 @@ def list_landing_files(**_context: Any) -> list[dict[str, Any]]:
     """The landing prefix's files (oldest first, folder markers left out), as pipeline triggers."""
     settings = config.load()
     store = ObjectStore(client("s3", settings), settings.bucket)
-    found = [info for info in store.list_keys(settings.landing_prefix) if not is_folder_marker(info.key, info.size)]
+    found = [
+        info for info in store.list_keys(settings.landing_prefix) if not is_folder_marker(info.key, info.size)
+    ]
     found.sort(key=lambda info: (info.last_modified or "", info.key))
     return [
         {

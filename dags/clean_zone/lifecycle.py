@@ -91,7 +91,7 @@ def now_iso() -> str:
 
 def relative_key(key: str, landing_prefix: str) -> str:
     """``key`` below the landing prefix; a key from elsewhere keeps its whole name."""
-    return key[len(landing_prefix):] if key.startswith(landing_prefix) else key
+    return key[len(landing_prefix) :] if key.startswith(landing_prefix) else key
 
 
 def place_key(settings: Settings, place: Place, rel: str) -> str:
@@ -133,14 +133,25 @@ class Lifecycle:
         rel = relative_key(key, self.settings.landing_prefix)
         if info is None:
             outcome, claim = self._resume_elsewhere(key, rel, run_id)
-            if outcome is ClaimOutcome.GONE and etag and self.store.head(ledger_key(self.settings, key, etag)):
+            if (
+                outcome is ClaimOutcome.GONE
+                and etag
+                and self.store.head(ledger_key(self.settings, key, etag))
+            ):
                 return ClaimOutcome.TAKEN, None
             return outcome, claim
         if key.endswith("/") and info.size == 0:
             return ClaimOutcome.IGNORED, None
         record_key = ledger_key(self.settings, key, info.etag)
-        record = {"key": key, "etag": info.etag, "size": info.size, "run_id": run_id,
-                  "version": _version(info), "state": Place.PROCESSING.value, "claimed_at": now_iso()}
+        record = {
+            "key": key,
+            "etag": info.etag,
+            "size": info.size,
+            "run_id": run_id,
+            "version": _version(info),
+            "state": Place.PROCESSING.value,
+            "claimed_at": now_iso(),
+        }
         if not self.store.put_json(record_key, record, if_absent=True):
             existing = self.store.get_json(record_key)
             if existing.get("run_id") == run_id:
@@ -172,8 +183,9 @@ class Lifecycle:
         place, where = self.locate(rel)
         if place is None:
             return ClaimOutcome.GONE, None
-        return ClaimOutcome.RESUMED, Claim(self.store.bucket, key, rel, int(mine["size"]), mine["etag"],
-                                           run_id, self.store.url(where))
+        return ClaimOutcome.RESUMED, Claim(
+            self.store.bucket, key, rel, int(mine["size"]), mine["etag"], run_id, self.store.url(where)
+        )
 
     def _run_record_key(self, run_id: str) -> str:
         digest = hashlib.sha256(run_id.encode()).hexdigest()
@@ -218,13 +230,23 @@ class Lifecycle:
             self.store.move(source, target)
         elif self.store.head(target) is None:
             raise ObjectMissing(f"{claim.key} is neither in processing nor in {place}")
-        record = {"key": claim.key, "etag": claim.etag, "size": claim.size, "run_id": claim.run_id,
-                  "state": place.value, "finished_at": now_iso(), "location": target}
+        record = {
+            "key": claim.key,
+            "etag": claim.etag,
+            "size": claim.size,
+            "run_id": claim.run_id,
+            "state": place.value,
+            "finished_at": now_iso(),
+            "location": target,
+        }
         self.store.put_json(ledger_key(self.settings, claim.key, claim.etag), record)
         return self.store.url(target)
 
     def fail_into(self, claim: Claim, place: Place, error: PipelineError) -> PipelineError:
         """Finish in ``place`` with ``error`` as the reason; return the error, now knowing the location."""
-        error.location = self.finish(claim, place, {"reason": error.reason, "detail": str(error),
-                                                    "failure_class": error.failure_class.value})
+        error.location = self.finish(
+            claim,
+            place,
+            {"reason": error.reason, "detail": str(error), "failure_class": error.failure_class.value},
+        )
         return error

@@ -42,7 +42,9 @@ class FailureAlertNotifier(BaseNotifier):
         if not found:
             conf = getattr(context.get("dag_run"), "conf", None) or {}
             found = {k: conf[k] for k in ("bucket", "key") if k in conf}
-        origin = f"s3://{found['bucket']}/{found['key']}" if found.get("bucket") and found.get("key") else None
+        origin = (
+            f"s3://{found['bucket']}/{found['key']}" if found.get("bucket") and found.get("key") else None
+        )
         location = getattr(error, "location", None) or found.get("location")
         return origin, location
 
@@ -60,8 +62,14 @@ class FailureAlertNotifier(BaseNotifier):
             failure_class=failure_class,
             error_type=type(error).__name__ if error is not None else "unknown",
             error=str(error) if error is not None else "no exception was recorded",
-            log_url=task_log_url(settings.ui_base_url, ti.dag_id, ti.run_id, ti.task_id,
-                                 int(ti.try_number or 1), _map_index(ti)),
+            log_url=task_log_url(
+                settings.ui_base_url,
+                ti.dag_id,
+                ti.run_id,
+                ti.task_id,
+                int(ti.try_number or 1),
+                _map_index(ti),
+            ),
             s3_object=origin,
             s3_location=location,
         )

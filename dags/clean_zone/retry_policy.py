@@ -33,8 +33,9 @@ class StepFunctionsRetryPolicy(RetryPolicy):
         """Give the task at least this many ``retries``; Airflow caps a policy's retries there."""
         return max_retries(self.retriers)
 
-    def evaluate(self, exception: BaseException, try_number: int, max_tries: int,
-                 context: Any = None) -> RetryDecision:
+    def evaluate(
+        self, exception: BaseException, try_number: int, max_tries: int, context: Any = None
+    ) -> RetryDecision:
         decision = decide(self.retriers, exception, try_number, self._rng)
         if not decision.retry:
             return RetryDecision.fail(decision.reason)
@@ -70,7 +71,9 @@ def dependency_retrier(settings: Settings) -> Retrier:
 
 def reference_state_machine_retriers() -> list[Retrier]:
     """The reference state machine's own Retry block: 2 s, 6 attempts, rate 2, service errors only."""
-    return [Retrier(error_equals=(FailureClass.ENDPOINT,), interval_seconds=2, max_attempts=6, backoff_rate=2.0)]
+    return [
+        Retrier(error_equals=(FailureClass.ENDPOINT,), interval_seconds=2, max_attempts=6, backoff_rate=2.0)
+    ]
 
 
 def standard_policy(settings: Settings) -> StepFunctionsRetryPolicy:

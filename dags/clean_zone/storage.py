@@ -141,10 +141,20 @@ class ObjectStore:
 
     # --- writing -------------------------------------------------------------
     def put_bytes(
-        self, key: str, data: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
     ) -> bool:
         """Write ``data``. With ``if_absent``, write only if no object is there; False if one was."""
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data, "ContentType": content_type}
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": data,
+            "ContentType": content_type,
+        }
         if if_absent:
             kwargs["IfNoneMatch"] = "*"
         try:

@@ -50,7 +50,9 @@ def run_dag(provisioned: Any, airflow_db: None) -> Any:
             tasks[name] = str(ti.state)
             tries[name] = ti.try_number
             if ti.state == "success":
-                xcom[name] = ti.xcom_pull(task_ids=ti.task_id, map_indexes=ti.map_index if ti.map_index >= 0 else None)
+                xcom[name] = ti.xcom_pull(
+                    task_ids=ti.task_id, map_indexes=ti.map_index if ti.map_index >= 0 else None
+                )
         return RunResult(str(dag_run.state), tasks, tries, xcom)
 
     return _run

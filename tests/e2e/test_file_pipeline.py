@@ -28,8 +28,14 @@ def read_json(s3: Any, bucket: str, key: str) -> dict[str, Any]:
 
 def where_is(s3: Any, settings: Any, rel: str) -> list[str]:
     """Every place that holds the file ``rel`` (sidecars and outputs aside)."""
-    places = [settings.landing_prefix, settings.processing_prefix, settings.processed_prefix,
-              settings.rejected_prefix, settings.quarantine_prefix, settings.duplicates_prefix]
+    places = [
+        settings.landing_prefix,
+        settings.processing_prefix,
+        settings.processed_prefix,
+        settings.rejected_prefix,
+        settings.quarantine_prefix,
+        settings.duplicates_prefix,
+    ]
     all_keys = keys(s3, settings.bucket)
     return [prefix for prefix in places if prefix + rel in all_keys]
 
@@ -99,7 +105,9 @@ def test_upper_case_and_gzip_csv_are_processed(run_dag, s3, provisioned, alerts_
     assert result.state == "success"
     assert result.xcom["check_file_extension"]["kind"] == kind.value
     assert where_is(s3, provisioned, rel) == [provisioned.processed_prefix]
-    normalized = s3.get_object(Bucket=provisioned.bucket, Key=f"processed/{rel}.normalized.csv")["Body"].read()
+    normalized = s3.get_object(Bucket=provisioned.bucket, Key=f"processed/{rel}.normalized.csv")[
+        "Body"
+    ].read()
     assert normalized == GOOD_CSV
     assert alerts_inbox.receive(wait_seconds=1) == []
 
@@ -178,7 +186,10 @@ def test_same_file_dropped_twice_is_processed_once(run_dag, s3, provisioned, ale
     assert second.state == "success"
     assert second.tasks["claim_file"] == "skipped"
     assert second.tasks["validate_csv"] == "skipped"
-    assert where_is(s3, provisioned, "twice.csv") == [provisioned.processed_prefix, provisioned.duplicates_prefix]
+    assert where_is(s3, provisioned, "twice.csv") == [
+        provisioned.processed_prefix,
+        provisioned.duplicates_prefix,
+    ]
     reason = read_json(s3, provisioned.bucket, "duplicates/twice.csv.reason.json")
     assert reason["reason"] == "duplicate"
     assert reason["first_outcome"] == "processed"
@@ -198,8 +209,15 @@ def test_a_second_trigger_for_a_claimed_file_does_nothing(run_dag, s3, provision
     assert alerts_inbox.receive(wait_seconds=1) == []
 
 
-@pytest.mark.parametrize("rel", ["with space/quarterly report.csv", "ünïcødé/日本語 データ.csv",
-                                 "plus+and%percent.csv", ("long/" + "x" * 400 + ".csv")])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "with space/quarterly report.csv",
+        "ünïcødé/日本語 データ.csv",
+        "plus+and%percent.csv",
+        ("long/" + "x" * 400 + ".csv"),
+    ],
+)
 def test_awkward_keys_work(run_dag, s3, provisioned, rel):
     key = drop(s3, provisioned, rel, GOOD_CSV)
 

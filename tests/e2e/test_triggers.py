@@ -65,8 +65,9 @@ def test_s3_event_notifications_start_the_pipeline_with_decoded_keys(run_dag, s3
     drop(s3, provisioned, "folder/", b"")
     drop(s3, provisioned, "q3 report+final.csv", GOOD_CSV)
     s3.put_object(Bucket=provisioned.bucket, Key="elsewhere/ignored.csv", Body=GOOD_CSV)
-    messages = sqs.receive_message(QueueUrl=provisioned.events_queue_url, MaxNumberOfMessages=10,
-                                   WaitTimeSeconds=1)["Messages"]
+    messages = sqs.receive_message(
+        QueueUrl=provisioned.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )["Messages"]
     assert any("s3:TestEvent" in m["Body"] for m in messages)  # S3's own, first message: ignored
 
     result = run_dag("clean_zone_s3_events", {"messages": messages})
@@ -77,7 +78,9 @@ def test_s3_event_notifications_start_the_pipeline_with_decoded_keys(run_dag, s3
     assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/q3 report+final.csv"]
 
 
-def test_a_failed_run_cleared_and_rerun_finishes_the_same_file(run_dag, s3, provisioned, alerts_inbox, monkeypatch):
+def test_a_failed_run_cleared_and_rerun_finishes_the_same_file(
+    run_dag, s3, provisioned, alerts_inbox, monkeypatch
+):
     monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_RATE", "1")
     key = drop(s3, provisioned, "resume.csv", GOOD_CSV)
     from tests.e2e.conftest import _load_dag
@@ -98,10 +101,12 @@ def test_a_failed_run_cleared_and_rerun_finishes_the_same_file(run_dag, s3, prov
     assert len(alerts_inbox.receive(wait_seconds=2, expect=1)) == 1  # only the first run's failure
 
 
-def test_an_sns_outage_in_the_callback_does_not_hide_the_failure(run_dag, s3, provisioned, alerts_inbox,
-                                                                 monkeypatch):
-    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_TOPIC_ARN",
-                       "arn:aws:sns:us-east-1:123456789012:no-such-topic")
+def test_an_sns_outage_in_the_callback_does_not_hide_the_failure(
+    run_dag, s3, provisioned, alerts_inbox, monkeypatch
+):
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_CLEAN_ZONE_FAILURE_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:no-such-topic"
+    )
     key = drop(s3, provisioned, "broken.pdf", b"%PDF")
 
     result = run_dag(PIPELINE, {"key": key})

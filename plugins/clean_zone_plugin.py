@@ -1,0 +1,187 @@
+"""Airflow plugin for the clean-zone pipelines: template macros and UI links to the bucket and alert topic.
+
+Macros, in any templated field, as ``{{ macros.clean_zone.<name>(...) }}``:
+
+* ``s3_console_url(bucket, key="", region=None, endpoint_url=None)``: where a person looks at an object
+  (or, for a key ending in ``/`` or no key, a prefix): its page in the S3 console; against the local
+  endpoint (moto, ``AWS_ENDPOINT_URL``), moto's dashboard, which lists every bucket and key;
+* ``s3_uri(bucket, key="")``: ``s3://bucket/key``;
+* ``sns_topic_console_url(topic_arn, endpoint_url=None)``: the topic in the SNS console (locally, the
+  moto dashboard).
+
+UI: links under Plugins -> "Clean zone" to the bucket, its landing prefix and the failure topic, built
+when the plugin loads from the project's settings (``clean_zone.config.load_for_parsing``: the
+environment only, no Variable or network lookup), found on the Python path or in ``[core] dags_folder``.
+Where ``clean_zone`` cannot be found, the links are left out with a warning; the macros never need it.
+
+Keys are taken as they are stored (decoded): an S3 event's URL-encoded key (``a+b.csv``) must be
+decoded first, as the pipelines do. Importing this module does no I/O.
+
+This is one module rather than a package on purpose: Airflow's plugins loader imports each ``.py``
+file under ``plugins/`` as a top-level module named after the file, so a package's ``__init__.py``
+would load as a module called ``__init__``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from airflow.plugins_manager import AirflowPlugin
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REGION = "us-east-1"
+LINK_CATEGORY = "Clean zone"
+
+
+def _endpoint(endpoint_url: str | None, service: str) -> str | None:
+    """The custom AWS endpoint in force, as boto3 resolves it from the environment; None for AWS."""
+    if endpoint_url is not None:
+        return endpoint_url.rstrip("/") or None
+    for name in (f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_ENDPOINT_URL"):
+        if value := os.environ.get(name, "").strip():
+            return value.rstrip("/")
+    return None
+
+
+def _region(region: str | None) -> str:
+    return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def _console(region: str) -> str:
+    """The AWS console of the region's partition."""
+    if region.startswith("cn-"):
+        return f"https://{region}.console.amazonaws.cn"
+    if region.startswith("us-gov-"):
+        return "https://console.amazonaws-us-gov.com"
+    return f"https://{region}.console.aws.amazon.com"
+
+
+def _local_dashboard(endpoint: str) -> str:
+    # The local endpoint (moto) serves objects only to signed requests, so a browser link to an object
+    # would answer 403; its dashboard lists every bucket, key, topic and queue instead.
+    return f"{endpoint}/moto-api/"
+
+
+def _query(params: dict[str, str]) -> str:
+    return urlencode(params, safe="/", quote_via=quote)
+
+
+def _check_bucket(bucket: str) -> None:
+    if not bucket or "/" in bucket:
+        raise ValueError(f"expected an S3 bucket name, got {bucket!r}")
+
+
+def s3_uri(bucket: str, key: str = "") -> str:
+    """``s3://bucket/key``, the form the AWS CLI and most tools take."""
+    _check_bucket(bucket)
+    return f"s3://{bucket}/{key.lstrip('/')}"
+
+
+def s3_console_url(
+    bucket: str, key: str = "", region: str | None = None, endpoint_url: str | None = None
+) -> str:
+    """A URL where a person can look at ``key`` in ``bucket`` (a prefix when ``key`` is empty or ends in /).
+
+    ``region`` defaults to ``AWS_REGION``/``AWS_DEFAULT_REGION``, then us-east-1. ``endpoint_url``
+    defaults to ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``; when one is set (the local moto server)
+    the URL is moto's dashboard.
+    """
+    _check_bucket(bucket)
+    key = key.lstrip("/")
+    is_prefix = not key or key.endswith("/")
+    if endpoint := _endpoint(endpoint_url, "s3"):
+        return _local_dashboard(endpoint)
+    region = _region(region)
+    console = f"{_console(region)}/s3"
+    if is_prefix:
+        params = {"region": region, "bucketType": "general", "prefix": key, "showversions": "false"}
+        return f"{console}/buckets/{quote(bucket)}?{_query(params)}"
+    params = {"region": region, "bucketType": "general", "prefix": key}
+    return f"{console}/object/{quote(bucket)}?{_query(params)}"
+
+
+def sns_topic_console_url(topic_arn: str, endpoint_url: str | None = None) -> str:
+    """The topic's page in the SNS console (its region comes from the ARN); locally, moto's dashboard."""
+    parts = topic_arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sns" or not parts[3] or not parts[5]:
+        raise ValueError(f"expected an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>): {topic_arn!r}")
+    if endpoint := _endpoint(endpoint_url, "sns"):
+        return _local_dashboard(endpoint)
+    region = parts[3]
+    return f"{_console(region)}/sns/v3/home?{_query({'region': region})}#/topic/{topic_arn}"
+
+
+def navigation_links(settings: Any) -> list[dict[str, str]]:
+    """The UI links for ``settings`` (a ``clean_zone.config.Settings``); external, so no ``url_route``."""
+    region = settings.region
+    return [
+        {
+            "name": f"Bucket {settings.bucket}",
+            "href": s3_console_url(settings.bucket, "", region),
+            "destination": "nav",
+            "category": LINK_CATEGORY,
+        },
+        {
+            "name": f"Landing prefix {settings.landing_prefix}",
+            "href": s3_console_url(settings.bucket, settings.landing_prefix, region),
+            "destination": "nav",
+            "category": LINK_CATEGORY,
+        },
+        {
+            "name": "Failure alerts topic",
+            "href": sns_topic_console_url(settings.failure_topic_arn),
+            "destination": "nav",
+            "category": LINK_CATEGORY,
+        },
+    ]
+
+
+def _import_project_config() -> Any:
+    """``clean_zone.config``, from the Python path or else from Airflow's DAG folder, where it lives.
+
+    The API server and scheduler do not put the DAG folder on the path (only DAG parsing does), so
+    the folder is appended, last, when the package is found there.
+    """
+    try:
+        from clean_zone import config
+    except ImportError:
+        from airflow.configuration import conf
+
+        dags_folder = os.path.expanduser(conf.get("core", "dags_folder", fallback=""))
+        if not dags_folder or not os.path.isdir(os.path.join(dags_folder, "clean_zone")):
+            raise
+        if dags_folder not in sys.path:
+            sys.path.append(dags_folder)
+        from clean_zone import config
+    return config
+
+
+def _links_from_project_settings() -> list[dict[str, str]]:
+    try:
+        config = _import_project_config()
+    except ImportError as error:
+        log.warning("clean_zone plugin: no UI links, the clean_zone package is not importable: %s", error)
+        return []
+    try:
+        return navigation_links(config.load_for_parsing())
+    except ValueError as error:  # config.ConfigError names the setting at fault
+        log.warning("clean_zone plugin: no UI links, a setting is invalid: %s", error)
+        return []
+
+
+class CleanZonePlugin(AirflowPlugin):
+    """Registered by Airflow's plugins manager from the plugins folder (plugins.zip on MWAA)."""
+
+    name = "clean_zone"
+    macros = [s3_console_url, s3_uri, sns_topic_console_url]  # noqa: RUF012  (AirflowPlugin's own API)
+    external_views: list[Any] = []  # noqa: RUF012  (filled in on_load)
+
+    @classmethod
+    def on_load(cls, *args: Any, **kwargs: Any) -> None:
+        # Built here, not at import, so a setting problem is logged when Airflow loads plugins.
+        cls.external_views = _links_from_project_settings()
