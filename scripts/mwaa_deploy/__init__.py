@@ -1,0 +1,17 @@
+"""Deploy this project to an Amazon MWAA environment through its S3 bucket.
+
+``python -m mwaa_deploy --help`` (or ``scripts/deploy --help``) is the entry point.
+Modules, in the order a deployment uses them:
+
+* :mod:`.project`       where the deployable parts live locally (dags/, plugins/, ...)
+* :mod:`.preflight`     local checks that must pass before anything is uploaded
+* :mod:`.requirements`  the requirements.txt checks (constraints line, MWAA pins, pip dry run)
+* :mod:`.secrets_scan`  refuses AWS keys and private keys in what would be uploaded
+* :mod:`.plugins_zip`   a byte-for-byte reproducible plugins.zip
+* :mod:`.bucket`        refuses buckets without versioning or Block Public Access
+* :mod:`.sync`          checksum-based plan and upload/delete of dags/ and the three MWAA objects
+* :mod:`.record`        the deployment record kept in the bucket (for status and rollback)
+* :mod:`.environment`   MWAA GetEnvironment/UpdateEnvironment and the wait loop
+* :mod:`.deployment`    plan, apply and rollback put together
+* :mod:`.cli`           argparse front end
+"""

@@ -1,0 +1,7 @@
+"""``python -m mwaa_deploy``: see :mod:`mwaa_deploy.cli`."""
+
+import sys
+
+from mwaa_deploy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,34 @@
+"""Fixtures for the deploy tests (helpers in deploy_helpers.py). The moto server is
+tests/conftest.py's ``moto_endpoint``: real S3 protocol over HTTP, one server per test worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_helpers import RequestLog, make_bucket, make_project, s3_client
+from mwaa_deploy.project import ProjectLayout
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectLayout:
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> Any:
+    return s3_client(moto_endpoint)
+
+
+@pytest.fixture
+def request_log(s3: Any) -> RequestLog:
+    log = RequestLog()
+    s3.meta.events.register("before-parameter-build.s3.*", log.record)
+    return log
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    """A bucket MWAA would accept: versioned, Block Public Access on, default encryption. Unique per test."""
+    return make_bucket(s3)

@@ -1,0 +1,164 @@
+"""The MWAA control plane through botocore's Stubber (requests and responses checked against the
+real service model): reading an environment, the update request, and the wait loop's outcomes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from mwaa_deploy import environment
+
+NAME = "clean-zone"
+NOW = datetime.now(UTC)
+
+
+def env(status: str, last_update: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"Name": NAME, "Status": status, "AirflowVersion": "3.3.1", **extra}
+    if last_update is not None:
+        body["LastUpdate"] = last_update
+    return {"Environment": body}
+
+
+@pytest.fixture
+def mwaa() -> Any:
+    return boto3.client(
+        "mwaa",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106
+    )
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def wait(mwaa: Any, fake: FakeTime, lines: list[str], **options: Any) -> environment.EnvironmentInfo:
+    return environment.wait_until_available(
+        mwaa, NAME, requested_at=NOW, progress=lines.append, sleep=fake.sleep, clock=fake.clock, **options
+    )
+
+
+def test_describe_reads_bucket_paths_and_versions(mwaa: Any) -> None:
+    with Stubber(mwaa) as stub:
+        stub.add_response(
+            "get_environment",
+            env(
+                "AVAILABLE",
+                SourceBucketArn="arn:aws:s3:::my-dags",
+                DagS3Path="dags",
+                RequirementsS3Path="requirements.txt",
+                RequirementsS3ObjectVersion="v7",
+            ),
+            {"Name": NAME},
+        )
+        info = environment.describe(mwaa, NAME)
+
+    assert info.source_bucket == "my-dags" and info.dag_s3_path == "dags"
+    assert info.paths == {"plugins": None, "requirements": "requirements.txt", "startup": None}
+    assert info.versions["requirements"] == "v7"
+
+
+def test_the_update_request_names_only_what_changed(mwaa: Any) -> None:
+    with Stubber(mwaa) as stub:
+        stub.add_response(
+            "update_environment",
+            {"Arn": "arn:aws:airflow:us-east-1:123456789012:environment/clean-zone"},
+            {"Name": NAME, "PluginsS3Path": "plugins.zip", "PluginsS3ObjectVersion": "p2"},
+        )
+        sent = environment.request_update(mwaa, NAME, {"plugins": ("plugins.zip", "p2")})
+        stub.assert_no_pending_responses()
+
+    assert sent == {"Name": NAME, "PluginsS3Path": "plugins.zip", "PluginsS3ObjectVersion": "p2"}
+
+
+def test_waits_through_updating_until_available_with_progress(mwaa: Any) -> None:
+    fake, lines = FakeTime(), []
+    with Stubber(mwaa) as stub:
+        for status in ("UPDATING", "UPDATING", "UPDATING"):
+            stub.add_response("get_environment", env(status), {"Name": NAME})
+        stub.add_response(
+            "get_environment", env("AVAILABLE", {"Status": "SUCCESS", "CreatedAt": NOW}), {"Name": NAME}
+        )
+        info = wait(mwaa, fake, lines, poll_seconds=20)
+        stub.assert_no_pending_responses()
+
+    assert info.status == "AVAILABLE"
+    assert fake.sleeps == [20, 20, 20]
+    assert lines == [
+        "environment clean-zone: UPDATING after 0s",
+        "environment clean-zone: still UPDATING (20s)",
+        "environment clean-zone: still UPDATING (40s)",
+        "environment clean-zone: AVAILABLE after 1m00s",
+    ]
+
+
+def test_a_failed_update_raises_with_mwaas_error(mwaa: Any) -> None:
+    failure = {
+        "Status": "FAILED",
+        "CreatedAt": NOW,
+        "Error": {
+            "ErrorCode": "INCORRECT_CONFIGURATION",
+            "ErrorMessage": "plugins.zip: cannot import my_plugin",
+        },
+    }
+    with Stubber(mwaa) as stub:
+        stub.add_response("get_environment", env("UPDATING"), {"Name": NAME})
+        stub.add_response("get_environment", env("ROLLING_BACK"), {"Name": NAME})
+        stub.add_response("get_environment", env("AVAILABLE", failure), {"Name": NAME})
+        with pytest.raises(environment.UpdateFailedError) as failed:
+            wait(mwaa, FakeTime(), [])
+
+    assert str(failed.value) == "INCORRECT_CONFIGURATION: plugins.zip: cannot import my_plugin"
+
+
+def test_update_failed_status_raises(mwaa: Any) -> None:
+    with Stubber(mwaa) as stub:
+        stub.add_response(
+            "get_environment",
+            env(
+                "UPDATE_FAILED",
+                {"Status": "FAILED", "CreatedAt": NOW, "Error": {"ErrorCode": "X", "ErrorMessage": "y"}},
+            ),
+        )
+        with pytest.raises(environment.UpdateFailedError, match="X: y"):
+            wait(mwaa, FakeTime(), [])
+
+
+def test_an_old_last_update_is_not_mistaken_for_ours(mwaa: Any) -> None:
+    # Right after UpdateEnvironment the environment may still read AVAILABLE with yesterday's result.
+    yesterday = {
+        "Status": "FAILED",
+        "CreatedAt": NOW - timedelta(days=1),
+        "Error": {"ErrorCode": "OLD", "ErrorMessage": "old"},
+    }
+    with Stubber(mwaa) as stub:
+        stub.add_response("get_environment", env("AVAILABLE", yesterday))
+        stub.add_response("get_environment", env("UPDATING", yesterday))
+        stub.add_response("get_environment", env("AVAILABLE", {"Status": "SUCCESS", "CreatedAt": NOW}))
+        info = wait(mwaa, FakeTime(), [])
+
+    assert info.last_update["Status"] == "SUCCESS"
+
+
+def test_gives_up_after_the_timeout(mwaa: Any) -> None:
+    fake = FakeTime()
+    with Stubber(mwaa) as stub:
+        for _ in range(4):
+            stub.add_response("get_environment", env("UPDATING"))
+        with pytest.raises(environment.UpdateTimeoutError, match="still UPDATING after 1m30s"):
+            wait(mwaa, fake, [], poll_seconds=30, timeout_seconds=90)
+
+    assert fake.sleeps == [30, 30, 30]
