@@ -10,8 +10,11 @@ the environment and creates, or leaves alone when they already exist:
 * the SNS failure topic;
 * the alerts inbox: an SQS queue subscribed to the topic, where a person (or a
   test) reads alerts exactly as they were published;
-* the S3 events queue and the bucket's event notification that feeds it
-  (object created under the landing and manifests prefixes).
+* the S3 events queue and what feeds it with "object created" events under
+  the landing and manifests prefixes: the bucket's event notifications
+  (``clean_zone_event_route`` = ``s3``, the default) or, as the reference
+  pipeline did, S3's EventBridge integration and an EventBridge rule
+  (``eventbridge``).
 
 On AWS itself use the CloudFormation template under ``infra/``; this script
 refuses to run without ``AWS_ENDPOINT_URL`` unless ``--allow-real-aws``.
@@ -111,22 +114,47 @@ def ensure_subscription(sns: Any, topic_arn: str, queue_arn: str) -> None:
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
 
 
-def ensure_notifications(s3: Any, settings: Settings, queue_arn: str) -> None:
-    def rule(prefix: str) -> dict[str, Any]:
-        return {
-            "Id": f"clean-zone-{prefix.strip('/')}",
-            "QueueArn": queue_arn,
-            "Events": ["s3:ObjectCreated:*"],
-            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
-        }
+def _notification_rule(prefix: str, queue_arn: str) -> dict[str, Any]:
+    return {
+        "Id": f"clean-zone-{prefix.strip('/')}",
+        "QueueArn": queue_arn,
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+    }
 
-    wanted = [rule(settings.landing_prefix), rule(settings.manifests_prefix)]
-    current = s3.get_bucket_notification_configuration(Bucket=settings.bucket).get("QueueConfigurations", [])
-    if sorted(c.get("Id", "") for c in current) == sorted(r["Id"] for r in wanted):
-        return  # re-putting would send S3's TestEvent again
-    s3.put_bucket_notification_configuration(
-        Bucket=settings.bucket, NotificationConfiguration={"QueueConfigurations": wanted}
+
+def ensure_notifications(s3: Any, settings: Settings, queue_arn: str) -> None:
+    """S3 event notifications for the landing and manifests prefixes, by the configured route."""
+    if settings.event_route == "eventbridge":
+        wanted: dict[str, Any] = {"EventBridgeConfiguration": {}}
+    else:
+        prefixes = (settings.landing_prefix, settings.manifests_prefix)
+        wanted = {"QueueConfigurations": [_notification_rule(p, queue_arn) for p in prefixes]}
+    current = s3.get_bucket_notification_configuration(Bucket=settings.bucket)
+    same_queues = sorted(c.get("Id", "") for c in current.get("QueueConfigurations", [])) == sorted(
+        c["Id"] for c in wanted.get("QueueConfigurations", [])
     )
+    if same_queues and ("EventBridgeConfiguration" in current) == ("EventBridgeConfiguration" in wanted):
+        return  # re-putting would send S3's TestEvent again
+    s3.put_bucket_notification_configuration(Bucket=settings.bucket, NotificationConfiguration=wanted)
+
+
+EVENTBRIDGE_RULE = "clean-zone-object-created"
+
+
+def ensure_eventbridge_rule(events: Any, settings: Settings, queue_arn: str) -> str:
+    """The reference's trigger: an EventBridge rule matching "Object Created" under the watched prefixes."""
+    prefixes = [{"prefix": settings.landing_prefix}, {"prefix": settings.manifests_prefix}]
+    pattern = {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [settings.bucket]}, "object": {"key": prefixes}},
+    }
+    rule_arn = events.put_rule(Name=EVENTBRIDGE_RULE, EventPattern=json.dumps(pattern), State="ENABLED")[
+        "RuleArn"
+    ]
+    events.put_targets(Rule=EVENTBRIDGE_RULE, Targets=[{"Id": "clean-zone-events-queue", "Arn": queue_arn}])
+    return str(rule_arn)
 
 
 def provision(
@@ -143,20 +171,28 @@ def provision(
     alerts_url, alerts_arn = ensure_queue(sqs, settings.alerts_queue_name, "sns.amazonaws.com", topic_arn)
     ensure_subscription(sns, topic_arn, alerts_arn)
     _say(quiet, f"  alerts inbox  {alerts_url} (subscribed to the topic)")
-    bucket_arn = f"arn:aws:s3:::{settings.bucket}"
-    events_url, events_arn = ensure_queue(sqs, settings.events_queue_name, "s3.amazonaws.com", bucket_arn)
-    ensure_notifications(s3, settings, events_arn)
-    _say(
-        quiet,
-        f"  S3 events     {events_url} (object created under {settings.landing_prefix}, "
-        f"{settings.manifests_prefix})",
-    )
-    return {
+    resources = {
         "bucket": settings.bucket,
         "topic_arn": topic_arn,
         "alerts_queue_url": alerts_url,
-        "events_queue_url": events_url,
     }
+    watched = f"object created under {settings.landing_prefix}, {settings.manifests_prefix}"
+    if settings.event_route == "eventbridge":
+        events = session.client("events")
+        rule_arn = f"arn:aws:events:{settings.region}:{settings.account_id}:rule/{EVENTBRIDGE_RULE}"
+        events_url, events_arn = ensure_queue(
+            sqs, settings.events_queue_name, "events.amazonaws.com", rule_arn
+        )
+        ensure_notifications(s3, settings, events_arn)
+        resources["eventbridge_rule_arn"] = ensure_eventbridge_rule(events, settings, events_arn)
+        _say(quiet, f"  S3 events     {events_url} (via EventBridge rule {EVENTBRIDGE_RULE}: {watched})")
+    else:
+        bucket_arn = f"arn:aws:s3:::{settings.bucket}"
+        events_url, events_arn = ensure_queue(sqs, settings.events_queue_name, "s3.amazonaws.com", bucket_arn)
+        ensure_notifications(s3, settings, events_arn)
+        _say(quiet, f"  S3 events     {events_url} ({watched})")
+    resources["events_queue_url"] = events_url
+    return resources
 
 
 def main(argv: list[str] | None = None) -> int:

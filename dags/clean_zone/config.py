@@ -95,6 +95,11 @@ class Settings:
         "SQS queue that receives the bucket's S3 event notifications.",
         parse_time=True,
     )
+    event_route: str = _setting(
+        "s3",
+        "How S3 events reach that queue: 's3' (bucket notifications straight to SQS) or 'eventbridge' "
+        "(S3 -> EventBridge rule -> SQS, the reference's route). Used by provisioning.",
+    )
     alerts_queue_name: str = _setting(
         "clean-zone-alerts-inbox",
         "SQS queue subscribed to the failure topic (the local 'inbox'; on AWS, any subscriber).",
@@ -202,6 +207,10 @@ def _check(settings: Settings) -> Settings:
     if not 0.0 <= settings.failure_rate <= 1.0:
         raise ConfigError(
             f"{variable_name('failure_rate')} must be within [0, 1], got {settings.failure_rate}"
+        )
+    if settings.event_route not in {"s3", "eventbridge"}:
+        raise ConfigError(
+            f"{variable_name('event_route')} must be s3 or eventbridge, got {settings.event_route!r}"
         )
     if settings.retry_jitter.upper() not in {"NONE", "FULL"}:
         raise ConfigError(

@@ -47,7 +47,8 @@ def _records(document: dict[str, Any]) -> Iterable[ObjectCreated]:
         yield ObjectCreated(
             bucket=detail.get("bucket", {}).get("name", ""),
             key=detail.get("object", {}).get("key", ""),
-            etag=detail.get("object", {}).get("etag"),
+            # AWS spells it "etag" in EventBridge events; some emulators "eTag".
+            etag=detail.get("object", {}).get("etag") or detail.get("object", {}).get("eTag"),
             event_time=document.get("time"),
         )
 

@@ -115,3 +115,31 @@ def test_an_sns_outage_in_the_callback_does_not_hide_the_failure(
     assert result.tasks["reject_file"] == "failed"
     assert where_is(s3, provisioned, "broken.pdf") == [provisioned.rejected_prefix]
     assert alerts_inbox.receive(wait_seconds=1) == []
+
+
+def test_eventbridge_route_delivers_object_created_events_to_the_pipeline(
+    run_dag, s3, provisioned, monkeypatch
+):
+    """The reference's own trigger: S3 -> EventBridge "Object Created" rule -> SQS -> pipeline runs."""
+    import boto3
+    from provision import provision
+
+    from clean_zone import config
+
+    clear_pipeline_runs()
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_EVENT_ROUTE", "eventbridge")
+    settings = config.load_for_parsing()
+    provision(settings, session=boto3.Session(region_name=settings.region), quiet=True)
+    sqs = boto3.client("sqs", region_name=settings.region)
+    sqs.purge_queue(QueueUrl=settings.events_queue_url)
+    drop(s3, settings, "via eventbridge.csv", GOOD_CSV)
+    s3.put_object(Bucket=settings.bucket, Key="elsewhere/not-watched.csv", Body=GOOD_CSV)
+    messages = sqs.receive_message(
+        QueueUrl=settings.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )["Messages"]
+    assert all('"detail-type": "Object Created"' in m["Body"] for m in messages)
+
+    result = run_dag("clean_zone_s3_events", {"messages": messages})
+
+    assert result.state == "success"
+    assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/via eventbridge.csv"]
