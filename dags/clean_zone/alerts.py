@@ -22,6 +22,15 @@ from clean_zone.failures import FailureClass
 log = logging.getLogger(__name__)
 
 SUBJECT_LIMIT = 100
+# SNS refuses messages over 256 KiB; an exception's text can be any size (the full text is in the log).
+ERROR_TEXT_LIMIT = 4000
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters; see the log]"
+
 
 _GUIDANCE = {
     FailureClass.DATA_QUALITY: (
@@ -65,7 +74,11 @@ class Alert:
     @property
     def severity(self) -> str:
         # Data problems need a partner's action; the rest need ours now.
-        return "warning" if self.failure_class in {FailureClass.DATA_QUALITY, FailureClass.INVALID_INPUT} else "critical"
+        return (
+            "warning"
+            if self.failure_class in {FailureClass.DATA_QUALITY, FailureClass.INVALID_INPUT}
+            else "critical"
+        )
 
     def subject(self) -> str:
         text = f"[{self.severity.upper()}] {self.failure_class} failure: {self.dag_id}.{self.task_id}"
@@ -86,7 +99,7 @@ class Alert:
         if self.s3_location and self.s3_location != self.s3_object:
             lines.append(f"Now at:        {self.s3_location}")
         lines += [
-            f"Error:         {self.error_type}: {self.error}",
+            f"Error:         {self.error_type}: {_clip(self.error, ERROR_TEXT_LIMIT)}",
             f"Log:           {self.log_url}",
             "",
             f"What to do: {_GUIDANCE[self.failure_class]}",
@@ -107,17 +120,21 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["error"] = _clip(self.error, ERROR_TEXT_LIMIT)
         data["failure_class"] = self.failure_class.value
         data["severity"] = self.severity
         return data
 
 
-def task_log_url(base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int,
-                 map_index: int = -1) -> str:
+def task_log_url(
+    base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
+) -> str:
     """The task-instance log page in Airflow 3's UI (the same path MWAA's UI serves)."""
     mapped = f"/mapped/{map_index}" if map_index >= 0 else ""
-    return (f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
-            f"/tasks/{quote(task_id)}{mapped}?try_number={try_number}")
+    return (
+        f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
+        f"/tasks/{quote(task_id)}{mapped}?try_number={try_number}"
+    )
 
 
 def publish(sns_client: Any, topic_arn: str, alert: Alert) -> str | None:
@@ -131,7 +148,9 @@ def publish(sns_client: Any, topic_arn: str, alert: Alert) -> str | None:
         )
     except Exception:
         # An SNS outage must never crash the callback or mask the task's own failure.
-        log.exception("could not publish the failure alert to %s; the alert was:\n%s", topic_arn, alert.message())
+        log.exception(
+            "could not publish the failure alert to %s; the alert was:\n%s", topic_arn, alert.message()
+        )
         return None
     return str(response.get("MessageId"))
 

@@ -47,6 +47,13 @@ class Retrier:
     jitter: Jitter = Jitter.NONE
 
     def __post_init__(self) -> None:
+        # Accept the spellings ASL uses ("FULL", a lone "States.ALL") without silently
+        # matching nothing or ignoring the jitter; Jitter() also rejects unknown strategies.
+        if isinstance(self.error_equals, str | type | FailureClass):
+            object.__setattr__(self, "error_equals", (self.error_equals,))
+        else:
+            object.__setattr__(self, "error_equals", tuple(self.error_equals))
+        object.__setattr__(self, "jitter", Jitter(self.jitter))
         if not self.error_equals:
             raise ValueError("a retrier needs at least one error to match (ErrorEquals)")
         if self.interval_seconds <= 0:
@@ -66,7 +73,10 @@ class Retrier:
                 if classify(error) is matcher:
                     return True
             elif isinstance(matcher, str):
-                if type(error).__name__ == matcher or f"{type(error).__module__}.{type(error).__qualname__}" == matcher:
+                if (
+                    type(error).__name__ == matcher
+                    or f"{type(error).__module__}.{type(error).__qualname__}" == matcher
+                ):
                     return True
             elif isinstance(error, matcher):
                 return True
@@ -87,7 +97,9 @@ class Retrier:
 
     def describe(self) -> dict[str, object]:
         return {
-            "ErrorEquals": [m if isinstance(m, str) else getattr(m, "__name__", str(m)) for m in self.error_equals],
+            "ErrorEquals": [
+                m if isinstance(m, str) else getattr(m, "__name__", str(m)) for m in self.error_equals
+            ],
             "IntervalSeconds": self.interval_seconds,
             "MaxAttempts": self.max_attempts,
             "BackoffRate": self.backoff_rate,
@@ -103,19 +115,27 @@ class Decision:
     reason: str
 
 
-def decide(retriers: Sequence[Retrier], error: BaseException, try_number: int,
-           rng: random.Random | None = None) -> Decision:
+def decide(
+    retriers: Sequence[Retrier], error: BaseException, try_number: int, rng: random.Random | None = None
+) -> Decision:
     """What to do after try ``try_number`` (1-based) failed with ``error``."""
     failure_class = classify(error)
     for index, retrier in enumerate(retriers):
         if not retrier.matches(error):
             continue
         if try_number > retrier.max_attempts:
-            return Decision(False, None, f"{failure_class} error: retrier {index} exhausted "
-                                         f"after {retrier.max_attempts} retries")
+            return Decision(
+                False,
+                None,
+                f"{failure_class} error: retrier {index} exhausted after {retrier.max_attempts} retries",
+            )
         delay = retrier.delay(try_number, rng)
-        return Decision(True, delay, f"{failure_class} error: retry {try_number} of {retrier.max_attempts} "
-                                     f"in {delay:g} s (retrier {index})")
+        return Decision(
+            True,
+            delay,
+            f"{failure_class} error: retry {try_number} of {retrier.max_attempts} "
+            f"in {delay:g} s (retrier {index})",
+        )
     return Decision(False, None, f"{failure_class} error: not retried")
 
 

@@ -11,7 +11,14 @@ a reason code):
 * ``no_header`` / ``no_data_rows``: a blank first line, or a header only;
 * ``ragged_rows``: a row whose column count differs from the header's;
 * ``malformed_csv``: what Python's csv module refuses (e.g. a field over
-  its size limit).
+  its size limit), or a physical line longer than ``MAX_LINE_CHARS`` (a
+  file without line breaks, such as minified JSON, is not a CSV; holding it
+  whole would break the constant-memory promise).
+
+Lines end at ``\n``, ``\r\n`` or ``\r`` only, as the csv module reads them;
+other Unicode line separators (form feed, NEL, U+2028) are field data.
+A ``.csv.gz`` is inflated at most ``INFLATE_BLOCK`` bytes at a time, so a
+highly compressible file cannot expand in memory.
 """
 
 from __future__ import annotations
@@ -19,12 +26,22 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 from clean_zone.failures import DataQualityError
+
+# Most decompressed bytes produced from one compressed chunk at a time.
+INFLATE_BLOCK = 1024 * 1024
+# Longest physical line held while waiting for its end (characters).
+MAX_LINE_CHARS = 8 * 1024 * 1024
+
+# Characters str.splitlines() breaks at that the csv module treats as data.
+_NON_CSV_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+_CSV_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
 
 @dataclass
@@ -60,19 +77,37 @@ class _Source:
             if inflater is None:
                 yield chunk
                 continue
+            data = chunk
             try:
-                data = inflater.decompress(chunk)
-                while inflater.eof and inflater.unused_data:
-                    rest = inflater.unused_data
-                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    data += inflater.decompress(rest)
+                while data:
+                    if inflater.eof:
+                        # The previous member ended: `cat a.gz b.gz` makes a valid multi-member gzip.
+                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    # Bounded output: 1 MiB of compressed input may inflate to 1 GB.
+                    out = inflater.decompress(data, INFLATE_BLOCK)
+                    if out:
+                        yield out
+                    data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
             except zlib.error as error:
                 raise DataQualityError(f"not a valid gzip stream: {error}", reason="not_gzip") from error
-            if data:
-                yield data
-        if inflater is not None and not inflater.eof and self._stats.bytes:
-            raise DataQualityError("gzip stream is truncated", reason="not_gzip")
+        if inflater is not None:
+            try:
+                # Output zlib may still hold once every input byte has been given to it.
+                while not inflater.eof and (out := inflater.decompress(b"", INFLATE_BLOCK)):
+                    yield out
+            except zlib.error as error:
+                raise DataQualityError(f"not a valid gzip stream: {error}", reason="not_gzip") from error
+            if not inflater.eof and self._stats.bytes:
+                raise DataQualityError("gzip stream is truncated", reason="not_gzip")
         self._stats.sha256 = self._hash.hexdigest()
+
+
+def _split_lines(text: str) -> list[str]:
+    """``text`` cut after each ``\\n``, ``\\r\\n`` or ``\\r`` (endings kept; the last may be unfinished)."""
+    # Eight substring scans cost far less than one regex pass, and these characters are rare.
+    if not any(separator in text for separator in _NON_CSV_BREAKS):
+        return text.splitlines(keepends=True)  # the fast path, and the same cuts here
+    return _CSV_LINE.findall(text)
 
 
 def _lines(source: Iterable[bytes], stats: CsvStats) -> Iterator[str]:
@@ -95,9 +130,15 @@ def _lines(source: Iterable[bytes], stats: CsvStats) -> Iterator[str]:
         if not text:
             continue
         pending += text
-        parts = pending.splitlines(keepends=True)
-        # The last part may be an unfinished line; keep it for the next chunk.
-        pending = parts.pop() if parts and not parts[-1].endswith(("\n", "\r")) else ""
+        parts = _split_lines(pending)
+        # The last part may be an unfinished line, or end in a "\r" whose "\n" is in the next chunk.
+        pending = parts.pop() if not parts[-1].endswith("\n") else ""
+        if len(pending) > MAX_LINE_CHARS:
+            raise DataQualityError(
+                f"a line longer than {MAX_LINE_CHARS} characters near byte {stats.decoded_bytes}: "
+                "not a CSV (no line breaks?)",
+                reason="malformed_csv",
+            )
         yield from parts
     try:
         pending += decoder.decode(b"", final=True)
@@ -107,7 +148,9 @@ def _lines(source: Iterable[bytes], stats: CsvStats) -> Iterator[str]:
         yield pending
 
 
-def iter_rows(chunks: Iterable[bytes], *, gzipped: bool = False, stats: CsvStats | None = None) -> Iterator[list[str]]:
+def iter_rows(
+    chunks: Iterable[bytes], *, gzipped: bool = False, stats: CsvStats | None = None
+) -> Iterator[list[str]]:
     """Yield the header, then every data row; raise DataQualityError at the first problem."""
     stats = stats if stats is not None else CsvStats()
     reader = csv.reader(_lines(_Source(chunks, gzipped, stats), stats), strict=True)
@@ -125,13 +168,16 @@ def iter_rows(chunks: Iterable[bytes], *, gzipped: bool = False, stats: CsvStats
                 continue  # blank lines carry no data; tolerated as csv readers do
             if len(row) != stats.columns:
                 raise DataQualityError(
-                    f"ragged rows: line {reader.line_num} has {len(row)} columns, the header has {stats.columns}",
+                    f"ragged rows: line {reader.line_num} has {len(row)} columns, "
+                    f"the header has {stats.columns}",
                     reason="ragged_rows",
                 )
             stats.rows += 1
             yield row
     except csv.Error as error:
-        raise DataQualityError(f"malformed CSV near line {reader.line_num}: {error}", reason="malformed_csv") from error
+        raise DataQualityError(
+            f"malformed CSV near line {reader.line_num}: {error}", reason="malformed_csv"
+        ) from error
     if stats.rows == 0:
         raise DataQualityError("the file has a header but no data rows", reason="no_data_rows")
 

@@ -85,6 +85,12 @@ _TRANSIENT_AWS_CODES = {
 }
 
 
+def _transient_status(status: object) -> bool:
+    # 429 and 5xx are the service's trouble, whatever the code (a proxy's 502/504 has no AWS code);
+    # 501 NotImplemented is a request the service will never accept.
+    return isinstance(status, int) and (status == 429 or (500 <= status < 600 and status != 501))
+
+
 def classify(error: BaseException) -> FailureClass:
     """The failure class of any exception a task can raise."""
     if isinstance(error, PipelineError):
@@ -95,6 +101,8 @@ def classify(error: BaseException) -> FailureClass:
             ClientError,
             ConnectTimeoutError,
             EndpointConnectionError,
+            NoRegionError,
+            ParamValidationError,
             ReadTimeoutError,
         )
     except ImportError:  # pragma: no cover - botocore is always there with the amazon provider
@@ -103,7 +111,12 @@ def classify(error: BaseException) -> FailureClass:
         return FailureClass.ENDPOINT
     if isinstance(error, ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
-        return FailureClass.ENDPOINT if code in _TRANSIENT_AWS_CODES else FailureClass.CODE
-    if isinstance(error, BotoCoreError | ConnectionError | TimeoutError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        transient = code in _TRANSIENT_AWS_CODES or _transient_status(status)
+        return FailureClass.ENDPOINT if transient else FailureClass.CODE
+    # ParamValidationError and NoRegionError: the request never left this process; a bug or a
+    # setting, which waiting cannot fix.
+    local = isinstance(error, (ParamValidationError, NoRegionError))
+    if not local and isinstance(error, BotoCoreError | ConnectionError | TimeoutError):
         return FailureClass.ENDPOINT
     return FailureClass.CODE

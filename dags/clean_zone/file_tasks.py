@@ -54,6 +54,13 @@ def claim_file(**context: Any) -> dict[str, Any]:
         )
     lifecycle = _lifecycle(params.get("bucket"))
     outcome, claim = lifecycle.claim(key, context["run_id"], etag=params.get("etag"))
+    if outcome is ClaimOutcome.KEY_TOO_LONG and claim is not None:
+        raise InvalidFileError(
+            f"the key is too long to process ({len(key.encode())} bytes); the file was kept under a "
+            "short name with its real key in the reason file",
+            reason="key_too_long",
+            location=claim.location,
+        )
     if claim is None:
         messages = {
             ClaimOutcome.DUPLICATE: "re-delivery of a file already claimed: moved to the duplicates prefix",

@@ -10,6 +10,8 @@ rejected/     extension the pipeline does not process                  sidecar
 quarantine/   CSV that failed a data-quality check                     sidecar
 duplicates/   exact re-delivery (same key, same content) of a file     sidecar
               another run already claimed
+rejected/_key_too_long/<sha256 of key>: a key so long that its        sidecar
+              processed names would pass S3's 1,024-byte limit
 processing/   claimed by a run that failed on a retryable error; clear ledger
               the failed task to resume
 landing/      not yet claimed (the pipeline is down or busy)           --
@@ -58,6 +60,7 @@ class ClaimOutcome(StrEnum):
     TAKEN = "taken"  # another run owns it
     GONE = "gone"  # nothing at that key any more
     IGNORED = "ignored"  # a folder marker: not a file
+    KEY_TOO_LONG = "key_too_long"  # its processed keys would pass S3's limit: rejected under a hash
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,12 @@ class Claim:
 def _version(info: ObjectInfo) -> str:
     """Tells two uploads of the same content apart (version id; last-modified where unversioned)."""
     return info.version_id or info.last_modified or ""
+
+
+# S3 refuses keys over 1,024 bytes (UTF-8); a place's prefix and an output's suffix lengthen a key.
+MAX_KEY_BYTES = 1024
+LONGEST_SUFFIX = ".normalized.csv"
+TOO_LONG_FOLDER = "_key_too_long/"
 
 
 def now_iso() -> str:
@@ -142,6 +151,8 @@ class Lifecycle:
             return outcome, claim
         if key.endswith("/") and info.size == 0:
             return ClaimOutcome.IGNORED, None
+        if self.longest_derived_key(rel) > MAX_KEY_BYTES:
+            return ClaimOutcome.KEY_TOO_LONG, self._reject_long_key(key, info, run_id)
         record_key = ledger_key(self.settings, key, info.etag)
         record = {
             "key": key,
@@ -163,6 +174,27 @@ class Lifecycle:
             self._finish_duplicate(key, rel, existing)
             return ClaimOutcome.DUPLICATE, None
         return ClaimOutcome.CLAIMED, self._move_to_processing(key, rel, info, run_id)
+
+    def longest_derived_key(self, rel: str) -> int:
+        """Bytes of the longest key this file would get in any of its places."""
+        prefixes = [place_key(self.settings, place, "") for place in Place]
+        return max(len(p.encode()) for p in prefixes) + len(rel.encode()) + len(LONGEST_SUFFIX)
+
+    def _reject_long_key(self, key: str, info: ObjectInfo, run_id: str) -> Claim:
+        """Keep the file, under a name S3 accepts, with its real key in the reason sidecar."""
+        rel = TOO_LONG_FOLDER + hashlib.sha256(key.encode()).hexdigest()
+        target = place_key(self.settings, Place.REJECTED, rel)
+        reason = {
+            "reason": "key_too_long",
+            "detail": f"the key is {len(key.encode())} bytes; with this pipeline's prefixes and suffixes "
+            f"it would pass S3's {MAX_KEY_BYTES}-byte limit",
+            "source_key": key,
+            "run_id": run_id,
+            "at": now_iso(),
+        }
+        self.store.put_json(reason_key(self.settings, Place.REJECTED, rel), reason)
+        self.store.move(key, target)
+        return Claim(self.store.bucket, key, rel, info.size, info.etag, run_id, self.store.url(target))
 
     def _move_to_processing(self, key: str, rel: str, info: ObjectInfo, run_id: str) -> Claim:
         target = place_key(self.settings, Place.PROCESSING, rel)

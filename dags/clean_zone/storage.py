@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from clean_zone.failures import EndpointError
+from clean_zone.failures import EndpointError, FailureClass, classify
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -62,8 +62,11 @@ def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def _endpoint_error(action: str, bucket: str, key: str, error: Exception) -> EndpointError:
-    return EndpointError(f"S3 {action} s3://{bucket}/{key} failed: {error}")
+def _fail(action: str, bucket: str, key: str, error: Exception) -> NoReturn:
+    """Raise S3 trouble as an EndpointError (retried); anything else (a bug, a bad request) as it is."""
+    if classify(error) is FailureClass.ENDPOINT:
+        raise EndpointError(f"S3 {action} s3://{bucket}/{key} failed: {error}") from error
+    raise error
 
 
 class ObjectStore:
@@ -87,9 +90,9 @@ class ObjectStore:
         except ClientError as error:
             if _code(error) in _MISSING_CODES:
                 return None
-            raise _endpoint_error("head", self.bucket, key, error) from error
+            _fail("head", self.bucket, key, error)
         except BotoCoreError as error:
-            raise _endpoint_error("head", self.bucket, key, error) from error
+            _fail("head", self.bucket, key, error)
 
     def open(self, key: str) -> BinaryIO:
         """A streaming, file-like body of ``key`` (read it in chunks)."""
@@ -98,9 +101,9 @@ class ObjectStore:
         except ClientError as error:
             if _code(error) in _MISSING_CODES:
                 raise ObjectMissing(self.url(key)) from error
-            raise _endpoint_error("get", self.bucket, key, error) from error
+            _fail("get", self.bucket, key, error)
         except BotoCoreError as error:
-            raise _endpoint_error("get", self.bucket, key, error) from error
+            _fail("get", self.bucket, key, error)
 
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         body = self.open(key)
@@ -137,7 +140,7 @@ class ObjectStore:
                         last_modified=_iso(item.get("LastModified")),
                     )
         except (ClientError, BotoCoreError) as error:
-            raise _endpoint_error("list", self.bucket, prefix, error) from error
+            _fail("list", self.bucket, prefix, error)
 
     # --- writing -------------------------------------------------------------
     def put_bytes(
@@ -162,9 +165,9 @@ class ObjectStore:
         except ClientError as error:
             if if_absent and _code(error) in _PRECONDITION_CODES:
                 return False
-            raise _endpoint_error("put", self.bucket, key, error) from error
+            _fail("put", self.bucket, key, error)
         except BotoCoreError as error:
-            raise _endpoint_error("put", self.bucket, key, error) from error
+            _fail("put", self.bucket, key, error)
         return True
 
     def put_json(self, key: str, document: Any, *, if_absent: bool = False) -> bool:
@@ -176,7 +179,7 @@ class ObjectStore:
         try:
             self.client.upload_fileobj(stream, self.bucket, key, ExtraArgs={"ContentType": content_type})
         except (ClientError, BotoCoreError) as error:
-            raise _endpoint_error("upload", self.bucket, key, error) from error
+            _fail("upload", self.bucket, key, error)
 
     def copy(self, source_key: str, target_key: str) -> ObjectInfo:
         """Copy within the bucket (managed: multipart above 5 GB) and confirm the copy landed whole."""
@@ -188,9 +191,9 @@ class ObjectStore:
         except ClientError as error:
             if _code(error) in _MISSING_CODES:
                 raise ObjectMissing(self.url(source_key)) from error
-            raise _endpoint_error("copy", self.bucket, source_key, error) from error
+            _fail("copy", self.bucket, source_key, error)
         except BotoCoreError as error:
-            raise _endpoint_error("copy", self.bucket, source_key, error) from error
+            _fail("copy", self.bucket, source_key, error)
         copied = self.head(target_key)
         if copied is None or copied.size != source.size:
             raise EndpointError(f"copy of {self.url(source_key)} to {target_key} did not land whole")
@@ -200,7 +203,7 @@ class ObjectStore:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError) as error:
-            raise _endpoint_error("delete", self.bucket, key, error) from error
+            _fail("delete", self.bucket, key, error)
 
     def move(self, source_key: str, target_key: str) -> ObjectInfo:
         """Copy, confirm, then delete the source: the object is never only in flight."""

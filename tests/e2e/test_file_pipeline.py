@@ -226,3 +226,25 @@ def test_awkward_keys_work(run_dag, s3, provisioned, rel):
     assert result.state == "success"
     assert where_is(s3, provisioned, rel) == [provisioned.processed_prefix]
     assert read_json(s3, provisioned.bucket, f"processed/{rel}.summary.json")["rows"] == 3
+
+
+def test_a_key_too_long_for_its_processed_names_is_rejected_under_a_short_name(
+    run_dag, s3, provisioned, alerts_inbox
+):
+    # S3 allows 1,024-byte keys; "processed/" plus ".normalized.csv" would push this one past it.
+    rel = "deep/" + "k" * (1024 - len("landing/deep/") - len(".csv")) + ".csv"
+    key = drop(s3, provisioned, rel, GOOD_CSV)
+    assert len(key.encode()) == 1024
+
+    result = run_dag(PIPELINE, {"key": key})
+
+    assert result.state == "failed"
+    assert result.tasks["claim_file"] == "failed"
+    kept = [k for k in keys(s3, provisioned.bucket, "rejected/_key_too_long/") if not k.endswith(".json")]
+    assert len(kept) == 1
+    reason = read_json(s3, provisioned.bucket, kept[0] + ".reason.json")
+    assert reason["reason"] == "key_too_long"
+    assert reason["source_key"] == key
+    assert key not in keys(s3, provisioned.bucket, provisioned.landing_prefix)
+    alerts = alerts_inbox.receive(wait_seconds=3, expect=1)
+    assert [a["attributes"]["failure_class"] for a in alerts] == ["invalid_input"]

@@ -1,0 +1,192 @@
+"""Claims, the ledger and terminal places, against the local S3 endpoint (moto over HTTP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clean_zone.config import Settings
+from clean_zone.failures import DataQualityError
+from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle, Place, ledger_key, place_key, reason_key
+from clean_zone.storage import ObjectInfo, ObjectMissing, ObjectStore
+
+RUN_A = "manual__2026-01-01T04:12:00+00:00"
+RUN_B = "asset_triggered__2026-01-01T04:12:01+00:00"
+CONTENT = b"id,name\n1,alpha\n"
+
+ODD_KEYS = [
+    "landing/with space/file name.csv",
+    "landing/ünïcødé/日本語データ.csv",
+    "landing/a+b=c&d.csv",
+    "landing/100%/pct%20encoded%2Bplus.csv",
+    # 900 bytes of UTF-8 (fewer characters), with everything above in it too.
+    "landing/long name + 100% é/" + "é" * 400 + "k" * (900 - 8 - 20 - 800 - 4) + ".csv",
+]
+
+
+@pytest.fixture
+def lifecycle(s3: Any, provisioned: Settings) -> Lifecycle:
+    return Lifecycle(ObjectStore(s3, provisioned.bucket), provisioned)
+
+
+def put(lifecycle: Lifecycle, key: str, body: bytes = CONTENT) -> None:
+    lifecycle.store.client.put_object(Bucket=lifecycle.store.bucket, Key=key, Body=body)
+
+
+def keys(lifecycle: Lifecycle, prefix: str = "") -> set[str]:
+    return {info.key for info in lifecycle.store.list_keys(prefix)}
+
+
+def body(lifecycle: Lifecycle, key: str) -> bytes:
+    return b"".join(lifecycle.store.iter_chunks(key))
+
+
+def claimed(lifecycle: Lifecycle, key: str, run_id: str = RUN_A) -> Claim:
+    outcome, claim = lifecycle.claim(key, run_id)
+    assert outcome is ClaimOutcome.CLAIMED
+    assert claim is not None
+    return claim
+
+
+def test_claim_moves_the_file_to_processing(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/partner/orders.csv")
+    claim = claimed(lifecycle, "landing/partner/orders.csv")
+    assert claim.relative_key == "partner/orders.csv"
+    assert claim.key == "landing/partner/orders.csv"
+    assert claim.size == len(CONTENT)
+    assert claim.run_id == RUN_A
+    assert claim.location == "s3://clean-zone/processing/partner/orders.csv"
+    assert keys(lifecycle, "landing/") == set()
+    assert body(lifecycle, "processing/partner/orders.csv") == CONTENT
+    assert lifecycle.store.head(ledger_key(lifecycle.settings, claim.key, claim.etag)) is not None
+    assert Claim.from_dict(claim.to_dict()) == claim
+
+
+def test_a_retry_of_the_same_run_resumes(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/orders.csv")
+    first = claimed(lifecycle, "landing/orders.csv")
+    outcome, again = lifecycle.claim("landing/orders.csv", RUN_A)
+    assert outcome is ClaimOutcome.RESUMED
+    assert again == first
+    assert keys(lifecycle, "processing/") == {"processing/orders.csv"}
+
+
+def test_another_run_finds_the_file_taken(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/orders.csv")
+    first = claimed(lifecycle, "landing/orders.csv")
+    # The second trigger (sensor and event both fired) knows the object's ETag.
+    assert lifecycle.claim("landing/orders.csv", RUN_B, etag=first.etag) == (ClaimOutcome.TAKEN, None)
+    assert keys(lifecycle, "processing/") == {"processing/orders.csv"}
+
+
+class _KilledMidMove(ObjectStore):
+    """A worker that dies after recording its claim, before moving the file."""
+
+    def move(self, source_key: str, target_key: str) -> ObjectInfo:
+        raise SystemExit("worker killed")
+
+
+def test_a_claim_cut_short_mid_move_is_taken_for_others_and_resumed_by_its_run(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/orders.csv")
+    dying = Lifecycle(_KilledMidMove(lifecycle.store.client, lifecycle.store.bucket), lifecycle.settings)
+    with pytest.raises(SystemExit):
+        dying.claim("landing/orders.csv", RUN_A)
+    assert keys(lifecycle, "landing/") == {"landing/orders.csv"}  # nothing lost, nothing moved
+    assert lifecycle.claim("landing/orders.csv", RUN_B) == (ClaimOutcome.TAKEN, None)
+    outcome, claim = lifecycle.claim("landing/orders.csv", RUN_A)
+    assert outcome is ClaimOutcome.RESUMED
+    assert claim is not None
+    assert claim.location == "s3://clean-zone/processing/orders.csv"
+    assert keys(lifecycle, "landing/") == set()
+
+
+def test_finish_moves_to_the_terminal_place_and_is_idempotent(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/orders.csv")
+    claim = claimed(lifecycle, "landing/orders.csv")
+    url = lifecycle.finish(claim, Place.PROCESSED)
+    assert url == "s3://clean-zone/processed/orders.csv"
+    assert lifecycle.finish(claim, Place.PROCESSED) == url  # a cleared task runs it again
+    assert keys(lifecycle, "processing/") == set()
+    assert keys(lifecycle, "processed/") == {"processed/orders.csv"}
+    assert body(lifecycle, "processed/orders.csv") == CONTENT
+    record = lifecycle.store.get_json(ledger_key(lifecycle.settings, claim.key, claim.etag))
+    assert (record["state"], record["run_id"]) == ("processed", RUN_A)
+    assert record["location"] == "processed/orders.csv"
+    assert lifecycle.locate(claim.relative_key) == (Place.PROCESSED, "processed/orders.csv")
+
+
+def test_finish_without_the_file_anywhere_refuses(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/orders.csv")
+    claim = claimed(lifecycle, "landing/orders.csv")
+    lifecycle.store.delete("processing/orders.csv")
+    with pytest.raises(ObjectMissing):
+        lifecycle.finish(claim, Place.PROCESSED)
+
+
+def test_fail_into_quarantine_writes_the_reason_beside_the_file(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/bad.csv", b"a,b\n1\n")
+    claim = claimed(lifecycle, "landing/bad.csv")
+    problem = DataQualityError("ragged rows", reason="ragged_rows")
+    error = lifecycle.fail_into(claim, Place.QUARANTINE, problem)
+    assert error.location == "s3://clean-zone/quarantine/bad.csv"
+    assert keys(lifecycle, "quarantine/") == {"quarantine/bad.csv", "quarantine/bad.csv.reason.json"}
+    reason = lifecycle.store.get_json("quarantine/bad.csv.reason.json")
+    assert reason["reason"] == "ragged_rows"
+    assert reason["failure_class"] == "data_quality"
+    assert reason["source_key"] == "landing/bad.csv"
+    assert reason["run_id"] == RUN_A
+
+
+def test_redelivery_after_finish_is_a_duplicate_and_new_content_is_a_new_file(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/orders.csv")
+    lifecycle.finish(claimed(lifecycle, "landing/orders.csv"), Place.PROCESSED)
+    put(lifecycle, "landing/orders.csv")  # the partner sends the same file again
+    assert lifecycle.claim("landing/orders.csv", RUN_B) == (ClaimOutcome.DUPLICATE, None)
+    assert keys(lifecycle, "landing/") == set()
+    assert keys(lifecycle, "duplicates/") == {"duplicates/orders.csv", "duplicates/orders.csv.reason.json"}
+    assert body(lifecycle, "duplicates/orders.csv") == CONTENT
+    reason = lifecycle.store.get_json(reason_key(lifecycle.settings, Place.DUPLICATES, "orders.csv"))
+    assert reason["reason"] == "duplicate"
+    assert reason["first_outcome"] == "processed"
+    assert reason["first_processed_by_run"] == RUN_A
+    assert reason["source_key"] == "landing/orders.csv"
+    assert keys(lifecycle, "processed/") == {"processed/orders.csv"}  # the first copy is untouched
+
+    put(lifecycle, "landing/orders.csv", CONTENT + b"2,beta\n")  # same name, corrected content
+    claim = claimed(lifecycle, "landing/orders.csv", "manual__2026-01-02T00:00:00+00:00")
+    assert claim.size == len(CONTENT) + len(b"2,beta\n")
+
+
+def test_folder_markers_are_ignored_and_missing_keys_are_gone(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/new folder/", b"")
+    assert lifecycle.claim("landing/new folder/", RUN_A) == (ClaimOutcome.IGNORED, None)
+    assert keys(lifecycle, "landing/") == {"landing/new folder/"}  # left alone
+    assert keys(lifecycle, "processing/") == set()
+    assert keys(lifecycle, lifecycle.settings.state_prefix) == set()  # no claim recorded
+    assert lifecycle.claim("landing/never-arrived.csv", RUN_A) == (ClaimOutcome.GONE, None)
+    assert lifecycle.claim("landing/never-arrived.csv", RUN_A, etag="0" * 32) == (ClaimOutcome.GONE, None)
+
+
+def test_odd_keys_end_to_end(lifecycle: Lifecycle) -> None:
+    # One test for all of them: each needs a fresh provisioned endpoint otherwise (slow).
+    for number, key in enumerate(ODD_KEYS):
+        rel = key.removeprefix("landing/")
+        run_id = f"{RUN_A}-{number}"
+        put(lifecycle, key)
+        claim = claimed(lifecycle, key, run_id)
+        assert claim.relative_key == rel
+        assert keys(lifecycle, "processing/") == {place_key(lifecycle.settings, Place.PROCESSING, rel)}, key
+        assert lifecycle.claim(key, run_id)[0] is ClaimOutcome.RESUMED, key
+        url = lifecycle.finish(claim, Place.PROCESSED, {"reason": "processed"})
+        assert url == f"s3://clean-zone/processed/{rel}"
+        assert {f"processed/{rel}", f"processed/{rel}.reason.json"} <= keys(lifecycle, "processed/"), key
+        assert body(lifecycle, f"processed/{rel}") == CONTENT, key
+        assert lifecycle.store.get_json(f"processed/{rel}.reason.json")["source_key"] == key
+        assert keys(lifecycle, "landing/") == set(), key
+        assert keys(lifecycle, "processing/") == set(), key
+        # A re-delivery of the same content is recognised through the hashed ledger key.
+        put(lifecycle, key)
+        assert lifecycle.claim(key, RUN_B)[0] is ClaimOutcome.DUPLICATE, key
+        assert f"duplicates/{rel}" in keys(lifecycle, "duplicates/"), key
+    assert len(keys(lifecycle, "processed/")) == 2 * len(ODD_KEYS)
