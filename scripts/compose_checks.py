@@ -87,6 +87,8 @@ DIFFERENT_BY_DESIGN = frozenset(
         "AIRFLOW__API__PORT",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",  # the api-server service vs 127.0.0.1
         "AIRFLOW__CORE__PARALLELISM",  # bounds LocalExecutor's processes; Celery workers have their own
+        # standalone starts the scheduler before its API server answers; compose starts them in order
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES",
     }
 )
 IGNORED_DIRS = {".git", ".venv", ".state", "node_modules", "__pycache__", ".pytest_cache", ".ruff_cache"}

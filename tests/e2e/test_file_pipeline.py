@@ -94,7 +94,7 @@ def test_pdf_is_rejected_with_one_alert_and_a_failed_run(run_dag, s3, provisione
     ("rel", "body", "kind"),
     [
         ("UPPER.CSV", GOOD_CSV, FileKind.CSV),
-        ("compressed.csv.gz", gzip.compress(GOOD_CSV), FileKind.CSV_GZIP),
+        ("compressed.csv.gz", gzip.compress(GOOD_CSV, mtime=0), FileKind.CSV_GZIP),
     ],
 )
 def test_upper_case_and_gzip_csv_are_processed(run_dag, s3, provisioned, alerts_inbox, rel, body, kind):
