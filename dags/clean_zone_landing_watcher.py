@@ -44,7 +44,8 @@ with DAG(
         task_id="wait_for_landing_file",
         aws_conn_id=settings.aws_conn_id,
         bucket_name=config.variable_template("bucket", settings.bucket),
-        bucket_key=f"{settings.landing_prefix}*",
+        # "*[!/]": folder markers (keys ending in "/") never match, so they never wake the sensor.
+        bucket_key=f"{settings.landing_prefix}*[!/]",
         wildcard_match=True,
         check_fn=file_tasks.landing_has_files,
         deferrable=True,

@@ -18,8 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import queue
 import re
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,13 +99,74 @@ def normalize_digest(value: str, algorithm: str) -> str:
     )
 
 
+def read_ahead(chunks: Iterable[bytes], depth: int = 2) -> Iterator[bytes]:
+    """``chunks``, fetched by a helper thread up to ``depth`` chunks ahead of the consumer.
+
+    Reading an S3 body and hashing it then overlap instead of taking turns
+    (both release the GIL for most of their work), so a streamed checksum runs
+    at the slower of the two speeds rather than their harmonic sum. Memory
+    stays bounded: at most ``depth + 2`` chunks exist at once (the queue's, the
+    one being read, the one being hashed). An error in the reader is raised in
+    the consumer.
+    """
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        source = iter(chunks)
+        try:
+            for chunk in source:
+                if not offer(("chunk", chunk)):
+                    return
+            offer(("end", None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            offer(("error", error))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # e.g. an S3 body: release its connection
+
+    thread = threading.Thread(target=reader, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "chunk":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()  # the consumer stopped early (or failed): let the reader finish
+        thread.join(timeout=5)
+
+
 def hash_chunks(
-    chunks: Iterable[bytes], algorithm: str, *, progress: Callable[[int], None] | None = None
+    chunks: Iterable[bytes],
+    algorithm: str,
+    *,
+    progress: Callable[[int], None] | None = None,
+    prefetch: bool = False,
 ) -> Digest:
-    """Hash a stream of byte chunks (for example an S3 body read 1 MiB at a time)."""
+    """Hash a stream of byte chunks (for example an S3 body read 1 MiB at a time).
+
+    ``prefetch`` reads the next chunks in a helper thread while this one is
+    hashed (see :func:`read_ahead`): worth it when reading costs CPU or waits
+    on the network, as an S3 body does.
+    """
     hasher = new_hasher(algorithm)
     size = 0
-    for chunk in chunks:
+    for chunk in read_ahead(chunks) if prefetch else chunks:
         hasher.update(chunk)
         size += len(chunk)
         if progress is not None:

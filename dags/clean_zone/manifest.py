@@ -137,7 +137,10 @@ class FileEntry:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FileEntry:
         return cls(
-            key=data["key"], size=int(data["size"]), algorithm=data["algorithm"], checksum=data["checksum"],
+            key=data["key"],
+            size=int(data["size"]),
+            algorithm=data["algorithm"],
+            checksum=data["checksum"],
             rows=data.get("rows"),
         )
 
@@ -184,9 +187,12 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         return cls(
-            batch_id=data["batch_id"], files=tuple(FileEntry.from_dict(f) for f in data["files"]),
-            version=data.get("version", MANIFEST_VERSION), created_at=data.get("created_at"),
-            producer=data.get("producer"), extensions=dict(data.get("extensions") or {}),
+            batch_id=data["batch_id"],
+            files=tuple(FileEntry.from_dict(f) for f in data["files"]),
+            version=data.get("version", MANIFEST_VERSION),
+            created_at=data.get("created_at"),
+            producer=data.get("producer"),
+            extensions=dict(data.get("extensions") or {}),
         )
 
 
@@ -209,10 +215,16 @@ def _validator() -> Draft202012Validator:
 _ESCAPES = Reason.KEY_ESCAPES_BATCH_PREFIX
 # (test on the key and its '/'-separated, percent-decoded segments; reason; what is wrong). First match wins.
 _KEY_RULES: tuple[tuple[Callable[[str, list[str]], bool], Reason, str], ...] = (
-    (lambda key, _: key.startswith("/") or bool(_DRIVE.match(key)), _ESCAPES,
-     "is an absolute path; keys are relative to the batch prefix"),
-    (lambda key, _: bool(_URL.match(key)) or key.startswith("arn:"), _ESCAPES,
-     "names another location (URL or ARN); a batch's files must be in its own prefix"),
+    (
+        lambda key, _: key.startswith("/") or bool(_DRIVE.match(key)),
+        _ESCAPES,
+        "is an absolute path; keys are relative to the batch prefix",
+    ),
+    (
+        lambda key, _: bool(_URL.match(key)) or key.startswith("arn:"),
+        _ESCAPES,
+        "names another location (URL or ARN); a batch's files must be in its own prefix",
+    ),
     (lambda _, parts: ".." in parts, _ESCAPES, "has a '..' segment that leaves the batch prefix"),
     (lambda key, _: bool(_CONTROL.search(key)), Reason.INVALID_KEY, "contains control characters"),
     (lambda key, _: "\\" in key, Reason.INVALID_KEY, "contains a backslash; separate folders with '/'"),
@@ -294,8 +306,14 @@ def _reject_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def decode(data: bytes) -> Any:
     """The JSON document in ``data``; ManifestError (not_json / manifest_too_large) if there is none."""
     if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestError([Problem(Reason.MANIFEST_TOO_LARGE, f"the manifest is {len(data)} bytes; at most "
-                                     f"{MAX_MANIFEST_BYTES} are read")])
+        raise ManifestError(
+            [
+                Problem(
+                    Reason.MANIFEST_TOO_LARGE,
+                    f"the manifest is {len(data)} bytes; at most {MAX_MANIFEST_BYTES} are read",
+                )
+            ]
+        )
     if not data.strip():
         raise ManifestError([Problem(Reason.NOT_JSON, "the manifest is empty")])
     try:
@@ -319,8 +337,13 @@ def parse(data: bytes, *, manifest_key: str = "", batches_prefix: str = "batches
 def validate(document: Any, *, manifest_key: str = "", batches_prefix: str = "batches/") -> Manifest:
     """Like :func:`parse`, for an already decoded document."""
     if not isinstance(document, dict):
-        raise ManifestError([Problem(Reason.NOT_AN_OBJECT, f"the manifest must be a JSON object, not "
-                                     f"{type(document).__name__}")])
+        raise ManifestError(
+            [
+                Problem(
+                    Reason.NOT_AN_OBJECT, f"the manifest must be a JSON object, not {type(document).__name__}"
+                )
+            ]
+        )
     version = document.get("manifest_version")
     # bool is an int in Python; JSON's true is not version 1.
     if type(version) is not int or version != MANIFEST_VERSION:
@@ -382,8 +405,10 @@ def _semantic_problems(
         else:
             first_seen[key] = index
         if manifest_key and (key == manifest_name or prefix + key == manifest_key):
-            message = (f"{key!r} is the manifest itself; a manifest cannot list its own file "
-                       "(its checksum would have to include itself)")
+            message = (
+                f"{key!r} is the manifest itself; a manifest cannot list its own file "
+                "(its checksum would have to include itself)"
+            )
             yield Problem(Reason.LISTS_ITSELF, message, where)
         if prefix and len((prefix + key).encode("utf-8")) > MAX_S3_KEY_BYTES:
             message = f"{prefix + key!r} is longer than S3's {MAX_S3_KEY_BYTES}-byte key limit"

@@ -1,0 +1,114 @@
+"""
+### Clean-zone manifest batch pipeline
+
+Processes a partner's **batch** of files as one unit, started by the batch's
+**manifest** (format: `docs/manifests.md`). The partner uploads the data files
+under `batches/<batch_id>/` and then one manifest under `manifests/`; the data
+files alone never start anything.
+
+1. **resume_or_wait_for_manifest**: a re-run of a run that already took a
+   manifest goes straight back to it; otherwise:
+2. **wait_for_manifest** (deferrable S3KeySensor on `manifests/*`, folder
+   markers excluded) waits in the triggerer until a manifest arrives;
+3. **take_manifest** moves the oldest waiting manifest to `processing/` and
+   hands its location to the rest of the run (XCom);
+4. **read_manifest** checks it against the JSON Schema and the rules a schema
+   cannot express. A bad manifest is quarantined with a report naming every
+   problem (one alert); a manifest whose batch id another run already took is
+   set aside in `duplicates/` and the run ends without processing anything;
+5. **wait_for_listed_files** gives late files until the window closes
+   (`clean_zone_batch_late_file_window_seconds`, like Glue's batch window);
+6. **verify_file** (dynamic task mapping, one task per file, at most
+   `clean_zone_batch_max_parallel_verifications` at once: the Map state's
+   analogue) checks presence, size and checksum, using S3's stored checksum
+   where it has one and streaming the file otherwise;
+7. **accept_or_quarantine_batch**: if any file is missing or differs, the whole
+   batch goes to `quarantine/` with a report and the run fails with one alert;
+   otherwise the batch is claimed (exactly once per batch id);
+8. **process_file** (mapped) runs each file through the single-file pipeline's
+   steps: extension check, CSV validation, the failure generator (retried with
+   backoff), normalised output;
+9. **finish_batch** writes `summary.json` (files, rows, bytes, duration) next to
+   the outputs in `processed/batches/<batch_id>/`, or quarantines the batch if a
+   file was refused.
+
+**How it is triggered:** continuously (`@continuous`, one active run): each run
+waits for one manifest, so batches are processed one after another. A run that
+sees no manifest for `clean_zone_sensor_timeout_seconds` ends as skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.sdk import DAG, task
+
+from clean_zone import batch, config
+from clean_zone.dag_defaults import default_args
+
+settings = config.load_for_parsing()
+parallel = settings.batch_max_parallel_verifications
+
+with DAG(
+    dag_id="clean_zone_manifest_batch",
+    description="Wait for a batch manifest, verify every listed file, then process the batch as one",
+    doc_md=__doc__,
+    schedule="@continuous",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(settings, object_task_id=batch.TAKE_TASK),
+    tags=["clean-zone", "s3", "manifest", "batch"],
+):
+    resume_or_wait = task.branch(batch.resume_or_wait_for_manifest, task_id=batch.RESUME_TASK)()
+    wait_for_manifest = S3KeySensor(
+        task_id=batch.SENSOR_TASK,
+        aws_conn_id=settings.aws_conn_id,
+        bucket_name=config.variable_template("bucket", settings.bucket),
+        # Any key under the prefix that is not a folder marker ("manifests/", "manifests/x/").
+        bucket_key=batch.manifest_pattern(settings.manifests_prefix),
+        wildcard_match=True,
+        deferrable=True,
+        poke_interval=settings.sensor_poke_interval_seconds,
+        timeout=settings.sensor_timeout_seconds,
+        soft_fail=True,
+    )
+    taken = task(
+        batch.take_manifest_task, task_id=batch.TAKE_TASK, trigger_rule="none_failed_min_one_success"
+    )()
+    # The file list is read_manifest's return value; batch_id, deadline and verified are XComs beside it.
+    files = task(batch.read_manifest_task, task_id=batch.READ_TASK)()
+    batch_id, deadline, verified = files["batch_id"], files["deadline"], files["verified"]
+    arrived = task(batch.wait_for_listed_files_task, task_id="wait_for_listed_files")(
+        batch_id=batch_id, files=files, deadline=deadline, verified=verified
+    )
+    checks = (
+        task(
+            batch.verify_file_task,
+            task_id="verify_file",
+            map_index_template="{{ file_key }}",
+            max_active_tis_per_dagrun=parallel,
+        )
+        .partial(batch_id=batch_id, verified=verified)
+        .expand(entry=files)
+    )
+    accepted = task(batch.accept_or_quarantine_batch_task, task_id="accept_or_quarantine_batch")(
+        checks=checks, batch_id=batch_id, files=files
+    )
+    results = (
+        task(
+            batch.process_file_task,
+            task_id="process_file",
+            map_index_template="{{ file_key }}",
+            max_active_tis_per_dagrun=parallel,
+        )
+        .partial(batch_id=batch_id)
+        .expand(entry=files)
+    )
+    task(batch.finish_batch_task, task_id="finish_batch")(results=results, batch_id=batch_id, files=files)
+
+    resume_or_wait >> [wait_for_manifest, taken]
+    wait_for_manifest >> taken >> files
+    arrived >> checks
+    accepted >> results
