@@ -573,12 +573,7 @@ class Batches:
             "batch_id": batch_id,
             "source": self.store.url(self.layout.object_key(batch_id, entry)),
             "output": self.store.url(output_key),
-            "rows": stats.rows,
-            "columns": stats.columns,
-            "header": stats.header,
-            "bytes": stats.bytes,
-            "decoded_bytes": stats.decoded_bytes,
-            "sha256": stats.sha256,
+            **stats.to_dict(),  # rows, columns, header, bytes, decoded_bytes, sha256
             "run_id": taken.run_id,
             "failure_generator_result": generated,
             "processed_at": now_iso(self.clock()),

@@ -127,12 +127,7 @@ def write_processed_output(**context: Any) -> dict[str, Any]:
     summary = {
         "source": f"s3://{claim.bucket}/{claim.key}",
         "output": lifecycle.store.url(output_key),
-        "rows": stats.rows,
-        "columns": stats.columns,
-        "header": stats.header,
-        "bytes": stats.bytes,
-        "decoded_bytes": stats.decoded_bytes,
-        "sha256": stats.sha256,
+        **stats.to_dict(),  # rows, columns, header, bytes, decoded_bytes, sha256
         "run_id": claim.run_id,
         "failure_generator_result": ti.xcom_pull(task_ids=GENERATOR_TASK),
         "processed_at": now_iso(),
