@@ -62,7 +62,7 @@ _cz_find_python312() {
     return 1
 }
 
-# sha256 over the Python version and the four files that decide what is installed.
+# sha256 over the Python version and the files that decide what is installed.
 _cz_install_hash() {
     local python="$1"
     shift
@@ -110,6 +110,7 @@ _cz_bootstrap() {
         "$root/requirements-mwaa-base.txt"
         "$root/requirements.txt"
         "$root/requirements-dev.txt"
+        "$root/pyproject.toml"
     )
     local input
     for input in "${inputs[@]}"; do
@@ -199,6 +200,13 @@ MSG
         -r "$requirements_local" \
         -r "$root/requirements-dev.txt" >"$log" 2>&1; then
         echo "bootstrap: pip install failed; last lines of .state/pip-install.log:" >&2
+        tail -n 40 "$log" >&2
+        return 1
+    fi
+    # The project itself, editable: the tools under src/ and dags/clean_zone become importable
+    # by name (no sys.path edits, no PYTHONPATH), and edits take effect without reinstalling.
+    if ! "$python" -m pip install --no-deps -e "$root" >>"$log" 2>&1; then
+        echo "bootstrap: installing the project (pip install -e .) failed; last lines of .state/pip-install.log:" >&2
         tail -n 40 "$log" >&2
         return 1
     fi

@@ -46,7 +46,6 @@ os.environ.update(TEST_ENV)
 for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(name, None)
 
-sys.path[:0] = [str(REPO / "dags"), str(REPO / "scripts")]
 
 
 def _free_port() -> int:
@@ -123,9 +122,9 @@ class AlertsInbox:
 def provisioned(aws_env: str) -> Any:
     """A fresh moto (reset) with every resource the DAGs need; returns the Settings used."""
     import boto3
-    from provision import provision
 
     from clean_zone import config
+    from clean_zone_tools.devstack.provision import provision
 
     urllib.request.urlopen(urllib.request.Request(f"{aws_env}/moto-api/reset", method="POST"), timeout=10)
     settings = config.load_for_parsing()

@@ -122,9 +122,9 @@ def test_eventbridge_route_delivers_object_created_events_to_the_pipeline(
 ):
     """The reference's own trigger: S3 -> EventBridge "Object Created" rule -> SQS -> pipeline runs."""
     import boto3
-    from provision import provision
 
     from clean_zone import config
+    from clean_zone_tools.devstack.provision import provision
 
     clear_pipeline_runs()
     monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_EVENT_ROUTE", "eventbridge")

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from compose_checks import (
+from cryptography.fernet import Fernet
+
+from clean_zone_tools.checks.compose_checks import (
     CHECKS,
     INTERPOLATION,
     SECRETS,
     Stack,
     check_versions,
 )
-from cryptography.fernet import Fernet
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"

@@ -16,7 +16,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from dag_checks import (
+
+from clean_zone_tools.checks.dag_integrity import (
     LoadedFolder,
     dag_property_problems,
     integrity_problems,
@@ -127,7 +128,7 @@ PARSE_IN_CHILD = """
 import json, os, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-import dag_checks
+from clean_zone_tools.checks import dag_integrity as dag_checks
 guard_log = Path(os.environ["NETWORK_GUARD_LOG"])
 results = {}
 for folder in sys.argv[2:]:

@@ -24,10 +24,16 @@ from typing import Any
 import boto3
 import pytest
 from airflow.models.connection import Connection
-from local_stack import Context, ensure_ui_password, read_env_file, stack_environment, write_sample_csv
-from provision import provision
 
 from clean_zone.config import load_for_parsing
+from clean_zone_tools.devstack.local_stack import (
+    Context,
+    ensure_ui_password,
+    read_env_file,
+    stack_environment,
+    write_sample_csv,
+)
+from clean_zone_tools.devstack.provision import provision
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "local_stack.py"

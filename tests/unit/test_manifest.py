@@ -305,7 +305,7 @@ def _folder(tmp_path: Path) -> Path:
 
 
 def test_cli_builds_a_manifest_the_pipeline_accepts_and_leaves_itself_out(tmp_path, capsys):
-    import build_manifest
+    from clean_zone_tools.partner import manifest_builder as build_manifest
 
     folder = _folder(tmp_path)
     output = folder / "acme.json"  # inside the folder: it must not list itself
@@ -322,7 +322,7 @@ def test_cli_builds_a_manifest_the_pipeline_accepts_and_leaves_itself_out(tmp_pa
 
 
 def test_cli_md5_to_stdout(tmp_path, capsys):
-    import build_manifest
+    from clean_zone_tools.partner import manifest_builder as build_manifest
 
     assert build_manifest.main([str(_folder(tmp_path)), "--batch-id", "b", "--algorithm", "MD5", "-q"]) == 0
     captured = capsys.readouterr()
@@ -340,7 +340,7 @@ def test_cli_md5_to_stdout(tmp_path, capsys):
     ],
 )
 def test_cli_refusals_and_usage_errors_have_their_exit_codes(tmp_path, capsys, make, args, code, says):
-    import build_manifest
+    from clean_zone_tools.partner import manifest_builder as build_manifest
 
     folder = make(tmp_path) if make else tmp_path / "absent"
     try:
@@ -352,7 +352,7 @@ def test_cli_refusals_and_usage_errors_have_their_exit_codes(tmp_path, capsys, m
 
 
 def test_cli_refuses_more_files_than_a_batch_may_list(tmp_path, capsys, monkeypatch):
-    import build_manifest
+    from clean_zone_tools.partner import manifest_builder as build_manifest
 
     monkeypatch.setattr(manifest, "MAX_FILES", 1)
     assert build_manifest.main([str(_folder(tmp_path)), "--batch-id", "b", "-q"]) == 1
@@ -360,7 +360,7 @@ def test_cli_refuses_more_files_than_a_batch_may_list(tmp_path, capsys, monkeypa
 
 
 def test_cli_check_lists_every_problem(tmp_path, capsys):
-    import build_manifest
+    from clean_zone_tools.partner import manifest_builder as build_manifest
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(files(item("../x.csv"), item("bad.json"))))

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from deploy_helpers import RequestLog, make_bucket, make_project, s3_client
-from mwaa_deploy.project import ProjectLayout
+
+from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 
 @pytest.fixture

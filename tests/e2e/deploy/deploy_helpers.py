@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from mwaa_deploy import plugins_zip
-from mwaa_deploy.deployment import Deployer, DeployPlan, Outcome, Target
-from mwaa_deploy.project import ProjectLayout
+
+from clean_zone_tools.mwaa_deploy import plugins_zip
+from clean_zone_tools.mwaa_deploy.deployment import Deployer, DeployPlan, Outcome, Target
+from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -11,10 +11,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from deploy_helpers import deploy, keys, make_deployer, write
-from mwaa_deploy import cli, plugins_zip
-from mwaa_deploy.deployment import DeployFailedError, DeployRefusedError
-from mwaa_deploy.project import ProjectLayout
-from mwaa_deploy.record import RecordStore
+
+from clean_zone_tools.mwaa_deploy import cli, plugins_zip
+from clean_zone_tools.mwaa_deploy.deployment import DeployFailedError, DeployRefusedError
+from clean_zone_tools.mwaa_deploy.project import ProjectLayout
+from clean_zone_tools.mwaa_deploy.record import RecordStore
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from deploy_helpers import make_project, write
-from mwaa_deploy import preflight
-from mwaa_deploy.project import ProjectLayout
+
+from clean_zone_tools.mwaa_deploy import preflight
+from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from deploy_helpers import RequestLog, body, deploy, keys, make_bucket, make_deployer, make_project, write
-from mwaa_deploy import plugins_zip
-from mwaa_deploy.deployment import DeployRefusedError
-from mwaa_deploy.project import ProjectLayout
+
+from clean_zone_tools.mwaa_deploy import plugins_zip
+from clean_zone_tools.mwaa_deploy.deployment import DeployRefusedError
+from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from deploy_helpers import REPO, body, keys, make_bucket
-from mwaa_deploy import cli
-from mwaa_deploy.project import ProjectLayout
+
+from clean_zone_tools.mwaa_deploy import cli
+from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from mwaa_deploy import environment
+
+from clean_zone_tools.mwaa_deploy import environment
 
 NAME = "clean-zone"
 NOW = datetime.now(UTC)

@@ -7,7 +7,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from mwaa_deploy import plugins_zip
+from clean_zone_tools.mwaa_deploy import plugins_zip
 
 
 def make_plugins(root: Path) -> Path:

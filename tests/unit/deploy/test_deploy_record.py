@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from mwaa_deploy.record import DeploymentRecord, ObjectEntry, new_id
+
+from clean_zone_tools.mwaa_deploy.record import DeploymentRecord, ObjectEntry, new_id
 
 
 def test_a_record_survives_the_round_trip_through_json() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mwaa_deploy import requirements
+
+from clean_zone_tools.mwaa_deploy import requirements
 
 REPO = Path(__file__).resolve().parents[3]
 CONSTRAINTS = REPO / "constraints"

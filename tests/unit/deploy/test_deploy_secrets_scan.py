@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mwaa_deploy import secrets_scan
+from clean_zone_tools.mwaa_deploy import secrets_scan
 
 # Built at run time so that secret scanners reading this repository do not flag the test itself.
 KEY_ID = "AKIA" + "ZQ3RT5WX7Y2B4D6F"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mwaa_deploy import sync
-from mwaa_deploy.deployment import Deployer, Target
-from mwaa_deploy.project import ProjectLayout
+
+from clean_zone_tools.mwaa_deploy import sync
+from clean_zone_tools.mwaa_deploy.deployment import Deployer, Target
+from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 
 @pytest.mark.parametrize(

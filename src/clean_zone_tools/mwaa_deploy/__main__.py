@@ -2,6 +2,6 @@
 
 import sys
 
-from mwaa_deploy.cli import main
+from clean_zone_tools.mwaa_deploy.cli import main
 
 sys.exit(main())

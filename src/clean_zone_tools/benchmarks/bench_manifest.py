@@ -45,18 +45,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "dags"))
+import boto3
+from botocore.config import Config
 
-import boto3  # noqa: E402
-from botocore.config import Config  # noqa: E402
-
-from clean_zone import manifest  # noqa: E402
-from clean_zone.batch import Batches, FileStatus  # noqa: E402
-from clean_zone.config import Settings  # noqa: E402
-from clean_zone.hashing import hash_chunks, hash_file  # noqa: E402
-from clean_zone.manifest import FileEntry  # noqa: E402
-from clean_zone.storage import ObjectStore  # noqa: E402
+from clean_zone import manifest
+from clean_zone.batch import Batches, FileStatus
+from clean_zone.config import Settings
+from clean_zone.hashing import hash_chunks, hash_file
+from clean_zone.manifest import FileEntry
+from clean_zone.storage import ObjectStore
 
 TARGET_RATIO = 0.5
 BUCKET = "bench-manifest"

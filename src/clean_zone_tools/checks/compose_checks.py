@@ -29,7 +29,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from local_stack import read_env_file, stack_environment
+
+from clean_zone_tools import REPO_ROOT
+from clean_zone_tools.devstack.local_stack import read_env_file, stack_environment
 
 COMPOSE_FILE = "docker-compose.yaml"
 DOCKERFILE = "docker/Dockerfile"
@@ -907,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
         "(versions, requirements, constraints, provisioning, Variables, connection, ports). No Docker needed."
     )
     parser.add_argument(
-        "--root", type=Path, default=Path(__file__).resolve().parents[1], help="checkout to check"
+        "--root", type=Path, default=REPO_ROOT, help="checkout to check"
     )
     args = parser.parse_args(argv)
     results = run_checks(args.root)

@@ -31,10 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCRIPTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(SCRIPTS))
-
-import dag_checks  # noqa: E402  (scripts/ is put on the path just above)
+from clean_zone_tools.checks import dag_integrity as dag_checks
 
 TARGET_SECONDS = 1.0  # the whole folder, cold (issue #2)
 MODES = ("cold", "processor", "warm")

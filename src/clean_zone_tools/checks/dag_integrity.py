@@ -52,7 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from clean_zone_tools import REPO_ROOT
+
 DEFAULT_DAGS_FOLDER = REPO_ROOT / "dags"
 IGNORE_FILE_NAME = ".airflowignore"
 BUNDLE_NAME = "dags-folder"  # the name Airflow gives the default local bundle

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from clean_zone_tools import REPO_ROOT
+
 # Never uploaded: interpreter and tool caches, editor and OS droppings. Hidden
 # directories are skipped whole; hidden files too, except the ones MWAA reads.
 SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules"})
@@ -22,8 +24,8 @@ KEPT_HIDDEN_FILES = frozenset({".airflowignore"})
 
 
 def default_project_root() -> Path:
-    """The repository this package was installed from (scripts/mwaa_deploy/../..)."""
-    return Path(__file__).resolve().parents[2]
+    """The checkout this package is installed from (editable install)."""
+    return REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -48,17 +48,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "dags"))
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
-import boto3  # noqa: E402
-from botocore.config import Config  # noqa: E402
-from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
-
-from clean_zone.alerts import parse_sns_envelope  # noqa: E402
-from clean_zone.config import ConfigError, Settings, load_for_parsing  # noqa: E402
-from clean_zone.failures import EndpointError  # noqa: E402
-from clean_zone.storage import ObjectStore  # noqa: E402
+from clean_zone.alerts import parse_sns_envelope
+from clean_zone.config import ConfigError, Settings, load_for_parsing
+from clean_zone.failures import EndpointError
+from clean_zone.storage import ObjectStore
+from clean_zone_tools import REPO_ROOT
 
 ENV_FILE_NAME = "local.env"
 DEFAULT_MOTO_PORT = 4566
@@ -601,8 +599,8 @@ class Supervisor:
         self.spawn("moto", [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(ctx.moto_port)])
         self.wait_for("the moto server", ctx.moto_port, "/", "moto", expect_ok=False)
 
-        print("Provisioning AWS resources (scripts/provision.py)...", flush=True)
-        self.run_step("provisioning", [sys.executable, str(ctx.repo_root / "scripts" / "provision.py")], None)
+        print("Provisioning AWS resources...", flush=True)
+        self.run_step("provisioning", [sys.executable, "-m", "clean_zone_tools.devstack.provision"], None)
 
         first_run = not (ctx.airflow_home / "airflow.db").exists()
         note = " (first run: about a minute)" if first_run else ""
@@ -1052,7 +1050,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_provision(args: argparse.Namespace) -> int:
     ctx = make_context()
-    command = [sys.executable, str(ctx.repo_root / "scripts" / "provision.py")]
+    command = [sys.executable, "-m", "clean_zone_tools.devstack.provision"]
     command += ["--json"] if args.json else []
     env = ctx.process_environment()
     return subprocess.run(command, env=env, cwd=ctx.repo_root, check=False).returncode

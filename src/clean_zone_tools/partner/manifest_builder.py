@@ -32,8 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dags"))
-
 from clean_zone import csv_validation, manifest
 from clean_zone.extensions import FileKind, classify_key
 from clean_zone.failures import DataQualityError

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from clean_zone_tools import REPO_ROOT as REPO
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="render-graphs-"))
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    sys.path.insert(0, str(REPO / "dags"))
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.dot_renderer import render_dag
 

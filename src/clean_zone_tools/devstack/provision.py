@@ -28,10 +28,7 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dags"))
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError

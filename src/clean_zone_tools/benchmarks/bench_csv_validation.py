@@ -42,11 +42,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "dags"))
-
-from clean_zone import csv_validation  # noqa: E402
-from clean_zone.failures import DataQualityError  # noqa: E402
+from clean_zone import csv_validation
+from clean_zone.failures import DataQualityError
 
 CHUNK = 1024 * 1024
 MIB = 1024 * 1024

@@ -29,13 +29,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
+import boto3
 
-import boto3  # noqa: E402
-from mwaa_deploy import plugins_zip  # noqa: E402
-from mwaa_deploy.deployment import Deployer, Target  # noqa: E402
-from mwaa_deploy.project import ProjectLayout  # noqa: E402
+from clean_zone_tools import REPO_ROOT as REPO
+from clean_zone_tools.mwaa_deploy import plugins_zip
+from clean_zone_tools.mwaa_deploy.deployment import Deployer, Target
+from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 
 @contextmanager

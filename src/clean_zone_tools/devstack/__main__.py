@@ -1,0 +1,7 @@
+"""``python -m clean_zone_tools.devstack``: the local stack's commands (``scripts/dev``)."""
+
+import sys
+
+from clean_zone_tools.devstack.local_stack import main
+
+sys.exit(main())
