@@ -1,0 +1,579 @@
+"""The local AWS endpoint with state that survives restarts: moto's server, kept on disk.
+
+moto keeps everything in memory, so a plain ``moto_server`` starts empty after every restart
+while Airflow's database still remembers the runs that were working on its objects. This
+endpoint serves moto's own WSGI application and keeps its state in a folder:
+
+``snapshot.pickle``
+    moto's S3, SQS, SNS and EventBridge backends as of the last checkpoint, pickled as they
+    are, so object version ids, ETags, queue contents and subscriptions come back unchanged.
+    Object bodies are not in it: each is written once under ``blobs/`` and referenced.
+``journal.bin``
+    every state-changing request acknowledged since that checkpoint, written before its
+    response is sent. After a crash (SIGKILL, power cut of the process) the journal is
+    replayed on top of the snapshot, so no acknowledged write is lost.
+
+A checkpoint is taken every ``--checkpoint-seconds`` while something changed, and on a clean
+stop (SIGTERM or Ctrl-C), after which the journal starts empty. ``POST /moto-api/reset``
+wipes the state as moto does and checkpoints at once, so a reset survives a restart too.
+
+What a replay cannot give back exactly (only after a crash, for the seconds since the last
+checkpoint): writes replayed get new version ids and upload ids, which are mapped from the
+recorded responses so later requests in the journal still name the right objects; and SQS
+receives and deletes are not replayed, so messages sent in those seconds are delivered again
+(SQS is at-least-once anyway; the pipeline's claim ledger makes a repeat a no-op).
+
+Run: ``python -m clean_zone_tools.devstack.endpoint --port 4566 --state-dir .state/endpoint``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+import pickle
+import re
+import signal
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moto.backends import get_backend
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.s3.models import FakeKey
+from moto.s3.utils import _VersionedKeyStore
+from werkzeug.serving import make_server
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+LOG = logging.getLogger("clean_zone.endpoint")
+
+SERVICES = ("s3", "sqs", "sns", "events")
+SNAPSHOT_NAME = "snapshot.pickle"
+JOURNAL_NAME = "journal.bin"
+BLOBS_NAME = "blobs"
+FORMAT_VERSION = 1
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# POST actions that change nothing worth keeping, or that a replay must not repeat: a receive
+# hides messages and hands out receipt handles that a replay could not reproduce, so after a
+# crash the messages of the last seconds are simply delivered again.
+UNJOURNALED_ACTIONS = frozenset(
+    {
+        "ReceiveMessage",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+        "GetQueueAttributes",
+        "GetQueueUrl",
+        "ListQueues",
+        "ListQueueTags",
+        "ListDeadLetterSourceQueues",
+        "GetTopicAttributes",
+        "GetSubscriptionAttributes",
+        "ListTopics",
+        "ListSubscriptions",
+        "ListSubscriptionsByTopic",
+        "ListTagsForResource",
+        "DescribeRule",
+        "ListRules",
+        "ListTargetsByRule",
+        "DescribeEventBus",
+        "ListEventBuses",
+    }
+)
+RESET_PATH = "/moto-api/reset"
+_UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
+_ACTION_FORM = re.compile(rb"(?:^|&)Action=([A-Za-z]+)")
+
+
+def request_action(environ: dict[str, Any], body: bytes) -> str | None:
+    """The API action of a JSON-protocol (``X-Amz-Target``) or query-protocol request."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    match = _ACTION_FORM.search(body[:4096]) if body else None
+    if match:
+        return match.group(1).decode()
+    query = environ.get("QUERY_STRING", "")
+    for part in query.split("&"):
+        if part.startswith("Action="):
+            return part.removeprefix("Action=")
+    return None
+
+
+def is_journaled(method: str, path: str, action: str | None) -> bool:
+    if method in READ_METHODS or path.startswith("/moto-api/"):
+        return False
+    return action not in UNJOURNALED_ACTIONS
+
+
+# --- snapshots ------------------------------------------------------------------------------
+
+
+class BlobStore:
+    """Object bodies by SHA-256, written once; snapshots hold references, not bytes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # id(key) -> (etag, size, digest): a body already stored is not read again.
+        self._known: dict[int, tuple[str, int, str]] = {}
+
+    def path(self, digest: str) -> Path:
+        return self.folder / digest
+
+    def reference(self, key: FakeKey) -> str:
+        marker = (str(key.etag), int(key.contentsize or 0))
+        known = self._known.get(id(key))
+        if known is not None and known[:2] == marker and self.path(known[2]).exists():
+            return known[2]
+        value = key.value
+        digest = hashlib.sha256(value).hexdigest()
+        target = self.path(digest)
+        if not target.exists():
+            partial = target.with_suffix(".partial")
+            partial.write_bytes(value)
+            partial.replace(target)
+        self._known[id(key)] = (*marker, digest)
+        return digest
+
+    def read(self, digest: str) -> bytes:
+        return self.path(digest).read_bytes()
+
+    def keep_only(self, digests: set[str]) -> int:
+        removed = 0
+        for path in self.folder.iterdir():
+            if path.name not in digests:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+def _new_lock(reentrant: bool) -> Any:
+    return threading.RLock() if reentrant else threading.Lock()
+
+
+def _rebuild_versioned_store(versions: dict[str, list[Any]]) -> _VersionedKeyStore:
+    store = _VersionedKeyStore()
+    for name, items in versions.items():
+        store.setlist(name, items)
+    return store
+
+
+_LOADING_BLOBS: BlobStore | None = None
+
+
+def _rebuild_key(cls: type[FakeKey], state: dict[str, Any], digest: str) -> FakeKey:
+    assert _LOADING_BLOBS is not None
+    key = cls.__new__(cls)
+    key.__setstate__({**state, "value": _LOADING_BLOBS.read(digest)})
+    return key
+
+
+class _SnapshotPickler(pickle.Pickler):
+    """Pickles moto's backends: locks become new locks, versioned key stores keep every
+    version (their ``items()`` shows only the latest), and object bodies go to the blob store."""
+
+    def __init__(self, handle: io.BufferedWriter, blobs: BlobStore) -> None:
+        super().__init__(handle, protocol=pickle.HIGHEST_PROTOCOL)
+        self.blobs = blobs
+        self.referenced: set[str] = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _LOCK_TYPES):
+            return _new_lock, (isinstance(obj, type(threading.RLock())),)
+        if isinstance(obj, _VersionedKeyStore):
+            return _rebuild_versioned_store, ({name: dict.__getitem__(obj, name) for name in dict.keys(obj)},)
+        if isinstance(obj, FakeKey):
+            digest = self.blobs.reference(obj)
+            self.referenced.add(digest)
+            state = obj.__getstate__()
+            state.pop("value", None)
+            return _rebuild_key, (type(obj), state, digest)
+        return NotImplemented
+
+
+def _backend_state() -> dict[str, dict[str, dict[str, Any]]]:
+    return {
+        service: {account: dict(regions) for account, regions in get_backend(service).items()}
+        for service in SERVICES
+    }
+
+
+def _install_state(state: dict[str, dict[str, dict[str, Any]]]) -> None:
+    for service, accounts in state.items():
+        backends = get_backend(service)
+        for account, regions in accounts.items():
+            for region, backend in regions.items():
+                backends[account][region] = backend
+
+
+def reset_backends() -> None:
+    for service in SERVICES:
+        for regions in get_backend(service).values():
+            for backend in regions.values():
+                backend.reset()
+
+
+# --- the journal ----------------------------------------------------------------------------
+
+_HEADER = struct.Struct(">II")  # header length, body length
+
+
+@dataclass
+class JournalEntry:
+    sequence: int
+    method: str
+    path: str  # PATH_INFO as the server decoded it
+    raw_uri: str  # the request line's target, still percent-encoded, query included
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    # Identifiers the original response handed out (version id, upload id), for the replay.
+    issued: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        header = json.dumps(
+            {
+                "seq": self.sequence,
+                "method": self.method,
+                "path": self.path,
+                "raw_uri": self.raw_uri,
+                "query": self.query,
+                "headers": self.headers,
+                "issued": self.issued,
+            }
+        ).encode()
+        return _HEADER.pack(len(header), len(self.body)) + header + self.body
+
+
+def read_journal(path: Path) -> Iterator[JournalEntry]:
+    """Entries in order; a record cut short by a crash mid-write ends the journal."""
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        while True:
+            prefix = handle.read(_HEADER.size)
+            if len(prefix) < _HEADER.size:
+                return
+            header_length, body_length = _HEADER.unpack(prefix)
+            header_bytes = handle.read(header_length)
+            body = handle.read(body_length)
+            if len(header_bytes) < header_length or len(body) < body_length:
+                LOG.warning("journal ends in a partial record (the endpoint stopped mid-write); ignored")
+                return
+            header = json.loads(header_bytes)
+            yield JournalEntry(
+                sequence=header["seq"],
+                method=header["method"],
+                path=header["path"],
+                raw_uri=header["raw_uri"],
+                query=header["query"],
+                headers=header["headers"],
+                body=body,
+                issued=header.get("issued", {}),
+            )
+
+
+def _issued_ids(headers: Iterable[tuple[str, str]], body: bytes) -> dict[str, str]:
+    issued: dict[str, str] = {}
+    for name, value in headers:
+        if name.lower() == "x-amz-version-id" and value != "null":
+            issued["version_id"] = value
+    match = _UPLOAD_ID.search(body[:8192]) if body else None
+    if match:
+        issued["upload_id"] = match.group(1).decode()
+    return issued
+
+
+# --- the application ------------------------------------------------------------------------
+
+
+class DurableEndpoint:
+    """moto's WSGI application with a journal in front of it and checkpoints behind it."""
+
+    def __init__(self, state_dir: Path, app: Callable[..., Any] | None = None) -> None:
+        self.state_dir = state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.app = app or DomainDispatcherApplication(create_backend_app)
+        self.blobs = BlobStore(state_dir / BLOBS_NAME)
+        self.snapshot_path = state_dir / SNAPSHOT_NAME
+        self.journal_path = state_dir / JOURNAL_NAME
+        # Writes are applied and journaled one at a time, so the journal's order is the order
+        # in which moto applied them; reads run beside them.
+        self._write_lock = threading.Lock()
+        self._sequence = 0
+        self._checkpointed_sequence = 0
+        self._journal = self.journal_path.open("ab")
+
+    # -- start-up
+
+    def restore(self) -> dict[str, float | int]:
+        """Load the last checkpoint and replay the journal after it. Returns what it did."""
+        global _LOADING_BLOBS  # noqa: PLW0603 - the unpickler's hook needs the store
+        started = time.perf_counter()
+        objects = 0
+        if self.snapshot_path.exists():
+            _LOADING_BLOBS = self.blobs
+            try:
+                with self.snapshot_path.open("rb") as handle:
+                    saved = pickle.load(handle)  # noqa: S301 - our own file, written by checkpoint()
+            finally:
+                _LOADING_BLOBS = None
+            if saved.get("format") != FORMAT_VERSION:
+                raise RuntimeError(f"{self.snapshot_path}: unknown snapshot format {saved.get('format')!r}")
+            _install_state(saved["backends"])
+            self._sequence = self._checkpointed_sequence = int(saved["sequence"])
+            objects = saved.get("objects", 0)
+        loaded = time.perf_counter()
+        replayed = self._replay()
+        if replayed:
+            self.checkpoint()
+        return {
+            "objects": objects,
+            "replayed": replayed,
+            "load_seconds": round(loaded - started, 3),
+            "replay_seconds": round(time.perf_counter() - loaded, 3),
+        }
+
+    def _replay(self) -> int:
+        renamed: dict[str, str] = {}
+        count = 0
+        for entry in list(read_journal(self.journal_path)):
+            if entry.sequence <= self._checkpointed_sequence:
+                continue  # already in the snapshot (stopped between its write and the truncation)
+            status, headers, body = self._call(entry, renamed)
+            now_issued = _issued_ids(headers, body)
+            for kind, old in entry.issued.items():
+                if kind in now_issued and now_issued[kind] != old:
+                    renamed[old] = now_issued[kind]
+            if status >= 400:
+                LOG.warning("replay: %s %s answered %s", entry.method, entry.path, status)
+            self._sequence = entry.sequence
+            count += 1
+        return count
+
+    def _call(self, entry: JournalEntry, renamed: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send a journaled request to moto in-process, as the server first received it."""
+        headers = {name: _substitute(value, renamed) for name, value in entry.headers.items()}
+        builder = EnvironBuilder(
+            method=entry.method, headers=headers, data=_substitute_bytes(entry.body, renamed)
+        )
+        try:
+            environ = builder.get_environ()
+        finally:
+            builder.close()
+        environ.update(
+            PATH_INFO=_substitute(entry.path, renamed),
+            RAW_URI=_substitute(entry.raw_uri, renamed),
+            REQUEST_URI=_substitute(entry.raw_uri, renamed),
+            QUERY_STRING=_substitute(entry.query, renamed),
+        )
+        if "Host" in headers:
+            environ["HTTP_HOST"] = headers["Host"]
+        app_iter, status, response_headers = run_wsgi_app(self.app, environ, buffered=True)
+        payload = b"".join(app_iter)
+        return int(status.split(" ", 1)[0]), list(response_headers.items()), payload
+
+    # -- serving
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO", "")
+        if method in READ_METHODS:
+            return self.app(environ, start_response)
+        body = _read_body(environ)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        action = request_action(environ, body)
+        with self._write_lock:
+            captured: dict[str, Any] = {}
+
+            def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                captured["status"], captured["headers"] = status, headers
+                return start_response(status, headers, exc_info)
+
+            payload = b"".join(self.app(environ, capture))
+            status = int(str(captured.get("status", "500")).split(" ", 1)[0])
+            if status < 400 and is_journaled(method, path, action):
+                self._sequence += 1
+                entry = JournalEntry(
+                    sequence=self._sequence,
+                    method=method,
+                    path=path,
+                    raw_uri=environ.get("RAW_URI") or environ.get("REQUEST_URI") or path,
+                    query=environ.get("QUERY_STRING", ""),
+                    headers=_request_headers(environ),
+                    body=body,
+                    issued=_issued_ids(captured.get("headers", []), payload),
+                )
+                self._journal.write(entry.encode())
+                self._journal.flush()
+            elif path == RESET_PATH and status < 400:
+                self._checkpoint_locked()
+        return [payload]
+
+    @property
+    def dirty(self) -> bool:
+        return self._sequence != self._checkpointed_sequence
+
+    def checkpoint(self) -> None:
+        with self._write_lock:
+            self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> None:
+        partial = self.snapshot_path.with_suffix(".partial")
+        with partial.open("wb") as handle:
+            pickler = _SnapshotPickler(handle, self.blobs)
+            state = _backend_state()
+            pickler.dump(
+                {
+                    "format": FORMAT_VERSION,
+                    "sequence": self._sequence,
+                    "backends": state,
+                    "objects": _count_objects(state),
+                    "written": time.time(),
+                }
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(self.snapshot_path)
+        self._checkpointed_sequence = self._sequence
+        self._journal.truncate(0)
+        self._journal.seek(0)
+        self.blobs.keep_only(pickler.referenced)
+
+    def close(self) -> None:
+        self.checkpoint()
+        self._journal.close()
+
+
+def _count_objects(state: dict[str, dict[str, dict[str, Any]]]) -> int:
+    total = 0
+    for regions in state.get("s3", {}).values():
+        for backend in regions.values():
+            for bucket in getattr(backend, "buckets", {}).values():
+                total += sum(len(dict.__getitem__(bucket.keys, name)) for name in dict.keys(bucket.keys))
+    return total
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        return stream.read(int(length))
+    if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked" or environ.get("wsgi.input_terminated"):
+        return stream.read()
+    return b""
+
+
+def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    headers = {
+        key[5:].replace("_", "-").title(): str(value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and key != "HTTP_TRANSFER_ENCODING"
+    }
+    if environ.get("CONTENT_TYPE"):
+        headers["Content-Type"] = environ["CONTENT_TYPE"]
+    return headers
+
+
+def _substitute(text: str, renamed: dict[str, str]) -> str:
+    for old, new in renamed.items():
+        if old in text:
+            text = text.replace(old, new)
+    return text
+
+
+def _substitute_bytes(body: bytes, renamed: dict[str, str]) -> bytes:
+    # Only small bodies can name ids (DeleteObjects, CompleteMultipartUpload); object data is
+    # left alone.
+    if not renamed or len(body) > 1 << 20:
+        return body
+    for old, new in renamed.items():
+        body = body.replace(old.encode(), new.encode())
+    return body
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def serve(host: str, port: int, state_dir: Path, checkpoint_seconds: float) -> int:
+    endpoint = DurableEndpoint(state_dir)
+    restored = endpoint.restore()
+    print(
+        f"endpoint: state {state_dir}: {restored['objects']} object versions restored "
+        f"in {restored['load_seconds']} s, {restored['replayed']} journaled requests replayed "
+        f"in {restored['replay_seconds']} s",
+        flush=True,
+    )
+    server = make_server(host, port, endpoint, threaded=True, request_handler=MotoRequestHandler)
+    stopping = threading.Event()
+
+    def checkpoint_loop() -> None:
+        while not stopping.wait(checkpoint_seconds):
+            if endpoint.dirty:
+                try:
+                    endpoint.checkpoint()
+                except Exception:  # a failed checkpoint leaves the journal: nothing is lost
+                    LOG.exception("checkpoint failed; the journal keeps every change")
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopping.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    checkpointer = threading.Thread(target=checkpoint_loop, name="checkpoint", daemon=True)
+    checkpointer.start()
+    print(f"endpoint: serving on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        stopping.set()
+        endpoint.close()
+        print("endpoint: state saved", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.devstack.endpoint",
+        description="The local AWS endpoint (moto: S3, SNS, SQS, EventBridge) with its state kept "
+        "in a folder, so a restart or a crash loses nothing.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=4566, help="port to listen on")
+    parser.add_argument("--state-dir", type=Path, required=True, help="folder for the snapshot and journal")
+    parser.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=2.0,
+        help="how often a changed state is written as a new snapshot (the journal covers the gap)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return serve(args.host, args.port, args.state_dir, args.checkpoint_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
