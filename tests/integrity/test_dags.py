@@ -129,12 +129,12 @@ socket.gethostbyname = lambda host: _refuse(f"gethostbyname {host!r}")
 PARSE_IN_CHILD = """
 import json, os, sys
 from pathlib import Path
-from clean_zone_tools.checks import dag_integrity as dag_checks
+from clean_zone_tools.checks import dag_integrity
 guard_log = Path(os.environ["NETWORK_GUARD_LOG"])
 results = {}
 for folder in sys.argv[1:]:
     guard_log.write_text("")
-    loaded = dag_checks.load_folder(Path(folder))
+    loaded = dag_integrity.load_folder(Path(folder))
     results[folder] = {
         "dag_ids": sorted(loaded.dags),
         "import_errors": loaded.import_error_summaries(),

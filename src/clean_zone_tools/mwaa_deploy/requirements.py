@@ -92,7 +92,7 @@ def read_pins(path: Path) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Target:
+class AirflowRuntime:
     """What the requirements must fit: the environment's Airflow and Python versions."""
 
     airflow_version: str
@@ -118,7 +118,7 @@ class StaticResult:
     constraints_file: Path | None = None
 
 
-def check_static(path: Path, target: Target, constraints_dir: Path) -> StaticResult:
+def check_static(path: Path, target: AirflowRuntime, constraints_dir: Path) -> StaticResult:
     """Checks 1 and 2 (no network, no pip)."""
     result = StaticResult()
     parsed = parse(path.read_text())
@@ -130,7 +130,7 @@ def check_static(path: Path, target: Target, constraints_dir: Path) -> StaticRes
 
 
 def _check_constraint_line(
-    name: str, parsed: RequirementsFile, target: Target, constraints_dir: Path, result: StaticResult
+    name: str, parsed: RequirementsFile, target: AirflowRuntime, constraints_dir: Path, result: StaticResult
 ) -> None:
     if not parsed.constraint_urls:
         result.problems.append(
@@ -152,7 +152,7 @@ def _check_constraint_line(
             "(https://raw.githubusercontent.com/apache/airflow/constraints-<airflow>/constraints-<python>.txt)"
         )
         return
-    found = Target(match["airflow"], match["python"])
+    found = AirflowRuntime(match["airflow"], match["python"])
     if found != target:
         result.problems.append(
             f"{name} line {number}: constraints are for Airflow {found.airflow_version} / Python "
