@@ -441,6 +441,7 @@ def parse_report(dags_folder: Path, *, pre_import: bool = False) -> tuple[list[t
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.checks.dag_integrity",
         description="Check a DAG folder the way the CI gate and the MWAA deploy preflight do: import "
         "errors, cycles, duplicate ids, DAG properties (owner, tags, docs, failure callback, retries) "
         "and .airflowignore coverage. The folder is imported with only the DAGs folder, the plugins "

@@ -67,6 +67,18 @@ class Deployer(Planner):
         self.poll_seconds = poll_seconds
         self.wait_timeout_seconds = wait_timeout_seconds
 
+    def _new_record(self, kind: str, **fields: Any) -> DeploymentRecord:
+        """A record of this target, with a fresh id and time."""
+        return DeploymentRecord(
+            id=record.new_id(),
+            created_at=record.now_iso(),
+            kind=kind,
+            bucket=self.target.bucket,
+            dags_prefix=self.target.dags_prefix,
+            environment=self.target.environment,
+            **fields,
+        )
+
     def print_plan(self, plan: DeployPlan) -> None:
         report.print_plan(plan, self.target, self.out)
 
@@ -137,13 +149,8 @@ class Deployer(Planner):
                 self.out(f"deleted {key}")
 
         uploaded.extend(action.key for action in plan.dags.uploads)
-        deployed = DeploymentRecord(
-            id=record.new_id(),
-            created_at=record.now_iso(),
-            kind="deploy",
-            bucket=self.target.bucket,
-            dags_prefix=self.target.dags_prefix,
-            environment=self.target.environment,
+        deployed = self._new_record(
+            "deploy",
             git=project.git_info(self.layout.root).as_dict(),
             dags=dag_entries,
             artifacts=artifacts,
@@ -237,13 +244,8 @@ class Deployer(Planner):
                 failure = str(error)
 
         # The DAG files did change, so the record is written even when the update failed.
-        rolled_back = DeploymentRecord(
-            id=record.new_id(),
-            created_at=record.now_iso(),
-            kind="rollback",
-            bucket=self.target.bucket,
-            dags_prefix=self.target.dags_prefix,
-            environment=self.target.environment,
+        rolled_back = self._new_record(
+            "rollback",
             git=target.git,
             dags=dag_entries,
             artifacts=dict(target.artifacts),

@@ -13,6 +13,7 @@ from .checks import run_checks
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.checks.compose",
         description="Check docker-compose.yaml and docker/Dockerfile against MWAA and the no-Docker path "
         "(versions, requirements, constraints, provisioning, Variables, connection, ports). No Docker needed."
     )
