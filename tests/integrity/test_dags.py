@@ -1,6 +1,7 @@
 """DAG integrity: the CI gate, run against the real dags/ folder, plus proof that the gate can fail.
 
-Every check comes from ``scripts/dag_checks.py`` (the same code the deploy preflight runs). The tests
+Every check comes from ``clean_zone_tools.checks.dag_integrity`` (the same code the deploy preflight
+runs). The tests
 over ``dags/`` are parametrised by DAG id, discovered from the DagBag, so a failure names the DAG.
 The ``tmp_path`` tests write broken DAG folders and assert each breakage is reported.
 """
@@ -27,7 +28,7 @@ from clean_zone_tools.checks.dag_integrity import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO_ROOT / "dags"
-SCRIPTS = REPO_ROOT / "scripts"
+PLUGINS_FOLDER = REPO_ROOT / "plugins"
 
 
 @cache
@@ -79,8 +80,9 @@ def test_every_non_dag_module_is_matched_by_airflowignore() -> None:
 
 
 def test_whole_gate_reports_no_problems() -> None:
-    # The single call the deploy preflight makes; it also covers anything added to the checks later.
-    assert integrity_problems(DAGS_FOLDER) == []
+    # The single call the deploy preflight makes, on MWAA's import path; it also covers anything added
+    # to the checks later.
+    assert integrity_problems(DAGS_FOLDER, plugins_folder=PLUGINS_FOLDER) == []
 
 
 # --- parsing needs no AWS endpoint, no credentials, no database and no network -----------------------
@@ -127,13 +129,12 @@ socket.gethostbyname = lambda host: _refuse(f"gethostbyname {host!r}")
 PARSE_IN_CHILD = """
 import json, os, sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from clean_zone_tools.checks import dag_integrity as dag_checks
+from clean_zone_tools.checks import dag_integrity
 guard_log = Path(os.environ["NETWORK_GUARD_LOG"])
 results = {}
-for folder in sys.argv[2:]:
+for folder in sys.argv[1:]:
     guard_log.write_text("")
-    loaded = dag_checks.load_folder(Path(folder))
+    loaded = dag_integrity.load_folder(Path(folder))
     results[folder] = {
         "dag_ids": sorted(loaded.dags),
         "import_errors": loaded.import_error_summaries(),
@@ -185,7 +186,7 @@ def offline_parse(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
     }
     completed = subprocess.run(
-        [sys.executable, "-c", PARSE_IN_CHILD, str(SCRIPTS), str(DAGS_FOLDER), str(calls_aws)],
+        [sys.executable, "-c", PARSE_IN_CHILD, str(DAGS_FOLDER), str(calls_aws)],
         env=env,
         capture_output=True,
         text=True,
@@ -421,23 +422,46 @@ def test_reports_non_dag_modules_missing_from_airflowignore(tmp_path: Path) -> N
     assert _problems_about(problems, "listed/") == []
 
 
+def test_a_dag_that_imports_only_through_the_local_install_fails_the_gate(tmp_path: Path) -> None:
+    # MWAA has no clean_zone_tools, and its clean_zone is the one in the DAGs folder; here the folder has
+    # no clean_zone package, so both imports work only through this checkout's editable install.
+    folder = _folder(
+        tmp_path,
+        {
+            "uses_tools.py": "from clean_zone_tools import REPO_ROOT\n" + _dag_source("uses_tools_gate_dag"),
+            "uses_installed_helpers.py": "from clean_zone import config\n" + _dag_source("helpers_gate_dag"),
+        },
+    )
+
+    problems = integrity_problems(folder)
+
+    assert problems == [
+        "uses_installed_helpers.py: import error: ModuleNotFoundError: No module named 'clean_zone' "
+        "(at uses_installed_helpers.py:1)",
+        "uses_tools.py: import error: ModuleNotFoundError: No module named 'clean_zone_tools' "
+        "(at uses_tools.py:1)",
+    ]
+    # The same folder imports cleanly in this (the test's) interpreter: only the MWAA path catches it.
+    assert load_folder(folder).import_errors == {}
+
+
 def test_reports_a_missing_folder(tmp_path: Path) -> None:
     assert integrity_problems(tmp_path / "absent") == [f"{tmp_path / 'absent'}: not a directory"]
 
 
 def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
     folder = _folder(tmp_path, {"bare.py": _dag_source("cli_gate_dag", tags="[]")})
-    script = str(SCRIPTS / "dag_checks.py")
+    cli = [sys.executable, "-m", "clean_zone_tools.checks.dag_integrity"]
 
     failing = subprocess.run(
-        [sys.executable, script, "--dags-folder", str(folder), "--json"],
+        [*cli, "--dags-folder", str(folder), "--json"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     usage = subprocess.run(
-        [sys.executable, script, "--dags-folder", str(tmp_path / "absent")],
+        [*cli, "--dags-folder", str(tmp_path / "absent")],
         capture_output=True,
         text=True,
         timeout=60,

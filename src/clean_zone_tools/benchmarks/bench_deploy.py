@@ -33,7 +33,8 @@ import boto3
 
 from clean_zone_tools import REPO_ROOT as REPO
 from clean_zone_tools.mwaa_deploy import plugins_zip
-from clean_zone_tools.mwaa_deploy.deployment import Deployer, Target
+from clean_zone_tools.mwaa_deploy.apply import Deployer
+from clean_zone_tools.mwaa_deploy.plan import DeployTarget
 from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 
@@ -125,7 +126,7 @@ def make_bucket(s3: Any) -> str:
 def one_deploy(s3: Any, bucket: str, layout: ProjectLayout) -> tuple[float, int, int]:
     """Wall seconds, files uploaded, files deleted for one plan+apply (what scripts/deploy does)."""
     started = time.perf_counter()
-    deployer = Deployer(s3, Target(bucket=bucket), layout, out=lambda _line: None)
+    deployer = Deployer(s3, DeployTarget(bucket=bucket), layout, out=lambda _line: None)
     plan = deployer.plan(plugins_zip.build(layout.plugins_dir))
     deployer.apply(plan)
     elapsed = time.perf_counter() - started

@@ -24,6 +24,16 @@ Rules (:func:`integrity_problems`; an empty list means the folder may ship):
 * every ``.py`` file under the folder that defines no DAG is matched by ``.airflowignore`` (MWAA's
   guidance: the DAG processor parses every file that mentions airflow), see :func:`uncovered_modules`.
 
+MWAA's import path: on MWAA only the DAGs folder, the plugins folder and the installed requirements
+are importable; this project's editable install (``clean_zone_tools``, and ``clean_zone`` through the
+install rather than through ``dags/``) is not. So :func:`integrity_problems` and the CLI run the checks
+in a child interpreter started with ``-S -P`` (no ``site`` processing, so the editable install's
+``__editable__*.pth`` finder never runs; no script folder on the path) and
+``PYTHONPATH=<dags>:<plugins>:<site-packages>`` (PYTHONPATH entries run no ``.pth`` files). A DAG
+that only imports because of the local install then fails the gate, as it would on MWAA. This is the
+project's one simulation of MWAA's path; :func:`load_folder` itself loads in the calling interpreter
+(the per-DAG tests, the parse benchmark and the preflight's parse timing use it directly).
+
 Environment: Airflow reads its configuration when first imported, so every public function first sets
 safe defaults, never overriding what the caller set: ``AIRFLOW_HOME`` to a private temporary directory
 (the checks never touch a developer's ``~/airflow``) and ``AIRFLOW__CORE__LOAD_EXAMPLES=False``.
@@ -31,7 +41,8 @@ safe defaults, never overriding what the caller set: ``AIRFLOW_HOME`` to a priva
 (example DAGs on, LocalExecutor, test folders), a configuration unlike MWAA's. Parsing needs no
 metadata database and no network; ``tests/integrity/test_dags.py`` proves both.
 
-Run ``python scripts/dag_checks.py --help``. Exit codes: 0 ok, 1 problems found, 2 usage error.
+Run ``python -m clean_zone_tools.checks.dag_integrity --help``. Exit codes: 0 ok, 1 problems found,
+2 usage error.
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ import json
 import logging
 import os
 import re
+import site
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -52,9 +65,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clean_zone_tools import REPO_ROOT
+try:
+    from clean_zone_tools import REPO_ROOT
+except ImportError:  # in the MWAA-path child, where (by design) the tools are not importable
+    REPO_ROOT = None
 
-DEFAULT_DAGS_FOLDER = REPO_ROOT / "dags"
+DEFAULT_DAGS_FOLDER = REPO_ROOT / "dags" if REPO_ROOT else None
+DEFAULT_PLUGINS_FOLDER = REPO_ROOT / "plugins" if REPO_ROOT else None
 IGNORE_FILE_NAME = ".airflowignore"
 BUNDLE_NAME = "dags-folder"  # the name Airflow gives the default local bundle
 
@@ -358,12 +375,56 @@ def _problems(loaded: LoadedFolder) -> list[str]:
     return problems
 
 
-def integrity_problems(dags_folder: Path) -> list[str]:
-    """Every integrity problem in ``dags_folder``, one line each; an empty list means it passes."""
+def on_mwaa_path() -> bool:
+    """True inside the MWAA-path child: no ``site`` processing, so no editable install on the path."""
+    return bool(sys.flags.no_site)
+
+
+def mwaa_path_command(
+    args: list[str], *, dags_folder: Path, plugins_folder: Path | None
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run this module's CLI with ``args`` on MWAA's import path."""
+    # This file by its path: under -S the package it belongs to is not importable, by design.
+    command = [sys.executable, "-S", "-P", str(Path(__file__).resolve()), *args]
+    # What MWAA imports from: the DAGs folder, the plugins folder, the installed requirements. The
+    # site-packages folders go in as plain entries, so their .pth files (the editable finder) never run.
+    entries = [Path(dags_folder).resolve()]
+    if plugins_folder is not None and Path(plugins_folder).is_dir():
+        entries.append(Path(plugins_folder).resolve())
+    entries.extend(Path(folder) for folder in site.getsitepackages())
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(str(entry) for entry in entries)}
+    return command, environment
+
+
+def integrity_problems(dags_folder: Path, *, plugins_folder: Path | None = None) -> list[str]:
+    """Every integrity problem in ``dags_folder``, one line each; an empty list means it passes.
+
+    The folder is loaded in a child interpreter on MWAA's import path (see the module docstring), with
+    ``plugins_folder`` on it too when given.
+    """
     folder = Path(dags_folder)
     if not folder.is_dir():
         return [f"{folder}: not a directory"]
-    return _problems(load_folder(folder))
+    if on_mwaa_path():
+        return _problems(load_folder(folder))
+    args = _child_args(folder, plugins_folder, json_output=True)
+    command, environment = mwaa_path_command(args, dags_folder=folder, plugins_folder=plugins_folder)
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+    try:
+        return list(json.loads(completed.stdout)["problems"])
+    except (ValueError, KeyError):  # the child crashed before it could report
+        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        return [f"{folder}: the check on MWAA's import path failed (exit {completed.returncode}): {detail}"]
+
+
+def _child_args(
+    dags_folder: Path, plugins_folder: Path | None, *, json_output: bool, verbose: bool = False
+) -> list[str]:
+    # Every folder spelled out: the child cannot know this checkout's defaults (no clean_zone_tools).
+    args = ["--dags-folder", str(Path(dags_folder).resolve())]
+    if plugins_folder is not None:
+        args += ["--plugins-folder", str(Path(plugins_folder).resolve())]
+    return args + ["--json"] * json_output + ["--verbose"] * verbose
 
 
 def parse_report(dags_folder: Path, *, pre_import: bool = False) -> tuple[list[tuple[str, float]], float]:
@@ -380,9 +441,12 @@ def parse_report(dags_folder: Path, *, pre_import: bool = False) -> tuple[list[t
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.checks.dag_integrity",
         description="Check a DAG folder the way the CI gate and the MWAA deploy preflight do: import "
         "errors, cycles, duplicate ids, DAG properties (owner, tags, docs, failure callback, retries) "
-        "and .airflowignore coverage. Exit 0 when clean, 1 when problems are found, 2 on usage errors."
+        "and .airflowignore coverage. The folder is imported with only the DAGs folder, the plugins "
+        "folder and the installed packages on the path, as on MWAA (never through this project's "
+        "editable install). Exit 0 when clean, 1 when problems are found, 2 on usage errors."
     )
     parser.add_argument(
         "--dags-folder",
@@ -390,11 +454,26 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_DAGS_FOLDER,
         help="the DAG folder to check (default: dags/ of this repository)",
     )
+    parser.add_argument(
+        "--plugins-folder",
+        type=Path,
+        default=DEFAULT_PLUGINS_FOLDER,
+        help="put on the import path as MWAA does (default: plugins/ of this repository)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--verbose", action="store_true", help="also show Airflow's own parsing log")
     args = parser.parse_args(argv)
-    if not args.dags_folder.is_dir():
+    if args.dags_folder is None or not args.dags_folder.is_dir():
         parser.error(f"--dags-folder {args.dags_folder} is not a directory")
+
+    if not on_mwaa_path():
+        # The same command line again, in a child on MWAA's import path; its output is the report.
+        command, environment = mwaa_path_command(
+            _child_args(args.dags_folder, args.plugins_folder, json_output=args.json, verbose=args.verbose),
+            dags_folder=args.dags_folder,
+            plugins_folder=args.plugins_folder,
+        )
+        return subprocess.run(command, env=environment, check=False).returncode
 
     # Airflow logs (and re-emits DAG files' warnings) on stdout; keep stdout for the report alone.
     # Airflow is first imported inside this block, so its log handlers bind to stderr for good.

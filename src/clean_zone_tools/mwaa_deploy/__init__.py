@@ -1,6 +1,6 @@
 """Deploy this project to an Amazon MWAA environment through its S3 bucket.
 
-``python -m mwaa_deploy --help`` (or ``scripts/deploy --help``) is the entry point.
+``python -m clean_zone_tools.mwaa_deploy --help`` (or ``scripts/deploy --help``) is the entry point.
 Modules, in the order a deployment uses them:
 
 * :mod:`.project`       where the deployable parts live locally (dags/, plugins/, ...)
@@ -12,6 +12,8 @@ Modules, in the order a deployment uses them:
 * :mod:`.sync`          checksum-based plan and upload/delete of dags/ and the three MWAA objects
 * :mod:`.record`        the deployment record kept in the bucket (for status and rollback)
 * :mod:`.environment`   MWAA GetEnvironment/UpdateEnvironment and the wait loop
-* :mod:`.deployment`    plan, apply and rollback put together
+* :mod:`.plan`          what a deploy or a rollback would change (reads only)
+* :mod:`.apply`         carries a plan out: uploads, environment update, record
+* :mod:`.report`        prints plans and the target's status
 * :mod:`.cli`           argparse front end
 """

@@ -26,7 +26,8 @@ from botocore.exceptions import (
 )
 
 from . import environment, preflight, project, requirements
-from .deployment import Deployer, DeployFailedError, DeployRefusedError, Target
+from .apply import Deployer, DeployFailedError
+from .plan import DeployRefusedError, DeployTarget
 
 COMMANDS = {
     "apply": "run the preflight checks, sync to the bucket, update the environment (the default)",
@@ -209,7 +210,7 @@ def _run(args: argparse.Namespace, out: Callable[[str], None], clients: tuple[An
         raise UsageError("no bucket: give --bucket (or --environment, whose bucket is then used)")
     deployer = Deployer(
         s3,
-        Target(
+        DeployTarget(
             bucket=bucket,
             dags_prefix=args.dags_prefix,
             record_prefix=args.record_prefix,

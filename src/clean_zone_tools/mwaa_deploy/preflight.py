@@ -1,20 +1,21 @@
 """Local checks that must all pass before a deployment uploads anything.
 
 Every check runs (one failure does not hide the next), and the report lists each
-problem. The DAG checks come from ``scripts/dag_checks.py``, the same code the
-test suite runs, so deploy and CI cannot disagree about what a broken DAG is.
+problem. The DAG checks come from :mod:`clean_zone_tools.checks.dag_integrity`, the
+same code the test suite runs (on MWAA's import path), so deploy and CI cannot
+disagree about what a broken DAG is.
 """
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any, Literal
+from typing import Literal
+
+from clean_zone_tools.checks import dag_integrity
 
 from . import plugins_zip, project, requirements, secrets_scan
 
@@ -58,11 +59,6 @@ class PreflightOptions:
     resolve: ResolveMode = "installed"
 
 
-def load_dag_checks() -> ModuleType:
-    """The lead's ``scripts/dag_checks.py`` (on PYTHONPATH through scripts/deploy)."""
-    return importlib.import_module("dag_checks")
-
-
 def _timed(name: str, body: Callable[[CheckResult], None]) -> CheckResult:
     result = CheckResult(name)
     started = time.perf_counter()
@@ -74,24 +70,18 @@ def _timed(name: str, body: Callable[[CheckResult], None]) -> CheckResult:
     return result
 
 
-def check_dag_integrity(layout: project.ProjectLayout, checks: ModuleType | None) -> CheckResult:
+def check_dag_integrity(layout: project.ProjectLayout) -> CheckResult:
     def body(result: CheckResult) -> None:
-        if checks is None:
-            result.problems.append("scripts/dag_checks.py is not importable, so the DAG checks cannot run")
-            return
-        result.problems.extend(checks.integrity_problems(layout.dags_dir))
+        result.problems.extend(
+            dag_integrity.integrity_problems(layout.dags_dir, plugins_folder=layout.plugins_dir)
+        )
 
     return _timed("DAG integrity (imports, DAG rules, .airflowignore coverage)", body)
 
 
-def check_parse_time(layout: project.ProjectLayout, checks: ModuleType | None, budget: float) -> CheckResult:
+def check_parse_time(layout: project.ProjectLayout, budget: float) -> CheckResult:
     def body(result: CheckResult) -> None:
-        if checks is None:
-            result.problems.append(
-                "scripts/dag_checks.py is not importable, so parse time cannot be measured"
-            )
-            return
-        per_file, total = checks.parse_report(layout.dags_dir)
+        per_file, total = dag_integrity.parse_report(layout.dags_dir)
         slowest = sorted(per_file, key=lambda item: item[1], reverse=True)[:5]
         listing = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in slowest)
         if total > budget:
@@ -116,7 +106,7 @@ def check_requirements(layout: project.ProjectLayout, options: PreflightOptions)
         if not layout.requirements.is_file():
             result.skipped = "no requirements.txt"
             return
-        target = requirements.Target(options.airflow_version, options.python_version)
+        target = requirements.AirflowRuntime(options.airflow_version, options.python_version)
         static = requirements.check_static(layout.requirements, target, layout.constraints_dir)
         result.problems.extend(static.problems)
         result.warnings.extend(static.warnings)
@@ -206,19 +196,13 @@ def run(
     options: PreflightOptions,
     *,
     progress: Callable[[str], None],
-    dag_checks: Any = None,
 ) -> PreflightReport:
-    """All checks; ``dag_checks`` defaults to importing scripts/dag_checks.py."""
-    if dag_checks is None:
-        try:
-            dag_checks = load_dag_checks()
-        except ImportError:
-            dag_checks = None
+    """Every check, in order, each reported through ``progress`` as it finishes."""
     report = PreflightReport(results=[])
     steps: list[Callable[[], CheckResult]] = [
         lambda: check_dags_folder(layout),
-        lambda: check_dag_integrity(layout, dag_checks),
-        lambda: check_parse_time(layout, dag_checks, options.parse_budget_seconds),
+        lambda: check_dag_integrity(layout),
+        lambda: check_parse_time(layout, options.parse_budget_seconds),
         lambda: check_requirements(layout, options),
         lambda: check_plugins(layout, report),
         lambda: check_startup_script(layout),

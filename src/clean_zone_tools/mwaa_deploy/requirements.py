@@ -24,8 +24,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+
+from clean_zone_tools import requirements_file
+from clean_zone_tools.requirements_file import RequirementsFile
 
 CONSTRAINTS_URL = re.compile(
     r"^https://raw\.githubusercontent\.com/apache/airflow/constraints-(?P<airflow>[0-9][0-9a-z.]*)/"
@@ -38,61 +40,16 @@ MWAA_PYTHON_BY_AIRFLOW = {"3.3.1": "3.12"}
 # --find-links there for wheels shipped in plugins.zip.
 MWAA_PLUGINS_PATH = "/usr/local/airflow/plugins"
 
-_OPTION_PREFIXES = ("-", "--")
 _PIP_TIMEOUT_SECONDS = 600
-
-
-@dataclass
-class RequirementsFile:
-    """The parts of a requirements file the checks need."""
-
-    constraint_urls: list[tuple[int, str]] = field(default_factory=list)  # (line number, URL)
-    requirements: list[tuple[int, Requirement]] = field(default_factory=list)
-    unparsable: list[tuple[int, str]] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-
-
-def _strip_comment(line: str) -> str:
-    # pip treats " #" (and a line starting with #) as a comment; URLs may contain '#'.
-    if line.lstrip().startswith("#"):
-        return ""
-    return re.split(r"\s+#", line, maxsplit=1)[0].strip()
-
-
-def parse(text: str) -> RequirementsFile:
-    parsed = RequirementsFile(lines=text.splitlines())
-    for number, raw in enumerate(parsed.lines, start=1):
-        line = _strip_comment(raw)
-        if not line:
-            continue
-        if line.startswith(_OPTION_PREFIXES):
-            words = shlex.split(line)
-            option, value = words[0], words[1] if len(words) > 1 else ""
-            if "=" in option:
-                option, value = option.split("=", 1)
-            if option in {"-c", "--constraint"}:
-                parsed.constraint_urls.append((number, value))
-            continue
-        try:
-            parsed.requirements.append((number, Requirement(line)))
-        except InvalidRequirement:
-            parsed.unparsable.append((number, line))
-    return parsed
 
 
 def read_pins(path: Path) -> dict[str, str]:
     """``{canonical name: version}`` from a constraints-style file (``name==version`` lines)."""
-    pins: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = _strip_comment(raw)
-        if "==" in line and not line.startswith(_OPTION_PREFIXES):
-            name, version = line.split("==", 1)
-            pins[canonicalize_name(name.split("[")[0].strip())] = version.split(";")[0].strip()
-    return pins
+    return requirements_file.pins(path.read_text())
 
 
 @dataclass(frozen=True)
-class Target:
+class AirflowRuntime:
     """What the requirements must fit: the environment's Airflow and Python versions."""
 
     airflow_version: str
@@ -118,10 +75,10 @@ class StaticResult:
     constraints_file: Path | None = None
 
 
-def check_static(path: Path, target: Target, constraints_dir: Path) -> StaticResult:
+def check_static(path: Path, target: AirflowRuntime, constraints_dir: Path) -> StaticResult:
     """Checks 1 and 2 (no network, no pip)."""
     result = StaticResult()
-    parsed = parse(path.read_text())
+    parsed = requirements_file.parse(path.read_text())
     for number, line in parsed.unparsable:
         result.problems.append(f"{path.name} line {number}: not a requirement pip understands: {line!r}")
     _check_constraint_line(path.name, parsed, target, constraints_dir, result)
@@ -130,7 +87,7 @@ def check_static(path: Path, target: Target, constraints_dir: Path) -> StaticRes
 
 
 def _check_constraint_line(
-    name: str, parsed: RequirementsFile, target: Target, constraints_dir: Path, result: StaticResult
+    name: str, parsed: RequirementsFile, target: AirflowRuntime, constraints_dir: Path, result: StaticResult
 ) -> None:
     if not parsed.constraint_urls:
         result.problems.append(
@@ -152,7 +109,7 @@ def _check_constraint_line(
             "(https://raw.githubusercontent.com/apache/airflow/constraints-<airflow>/constraints-<python>.txt)"
         )
         return
-    found = Target(match["airflow"], match["python"])
+    found = AirflowRuntime(match["airflow"], match["python"])
     if found != target:
         result.problems.append(
             f"{name} line {number}: constraints are for Airflow {found.airflow_version} / Python "
@@ -194,13 +151,14 @@ def _check_mwaa_pins(name: str, parsed: RequirementsFile, pins_path: Path, resul
 
 def _localised(text: str, constraints_file: Path, plugins_dir: Path) -> str:
     """The requirements text with MWAA's paths swapped for local ones, for pip to resolve here."""
-    lines: list[str] = []
-    for raw in text.splitlines():
-        line = _strip_comment(raw)
-        if line.startswith(("-c", "--constraint")):
-            lines.append(f"--constraint {shlex.quote(str(constraints_file))}")
-        else:
-            lines.append(raw.replace(MWAA_PLUGINS_PATH, str(plugins_dir)))
+    parsed = requirements_file.parse(text)
+    constraint_numbers = {number for number, _ in parsed.constraint_urls}
+    lines = [
+        f"--constraint {shlex.quote(str(constraints_file))}"
+        if number in constraint_numbers
+        else raw.replace(MWAA_PLUGINS_PATH, str(plugins_dir))
+        for number, raw in enumerate(parsed.lines, start=1)
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -12,12 +12,13 @@ from typing import Any
 import boto3
 
 from clean_zone_tools.mwaa_deploy import plugins_zip
-from clean_zone_tools.mwaa_deploy.deployment import Deployer, DeployPlan, Outcome, Target
+from clean_zone_tools.mwaa_deploy.apply import Deployer, Outcome
+from clean_zone_tools.mwaa_deploy.plan import DeployPlan, DeployTarget
 from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 REPO = Path(__file__).resolve().parents[3]
 
-# A DAG that passes scripts/dag_checks.py (owner, tags, description, failure callback, retries)
+# A DAG that passes the DAG integrity gate (owner, tags, description, failure callback, retries)
 # and imports a helper module that .airflowignore keeps away from the DAG processor.
 HELLO_DAG = '''"""A small DAG for the deploy tests."""
 from datetime import datetime
@@ -151,7 +152,7 @@ class Run:
 def make_deployer(
     s3: Any, bucket: str, layout: ProjectLayout, output: list[str] | None = None, **options: Any
 ) -> Deployer:
-    target = Target(bucket=bucket, environment=options.pop("environment", None))
+    target = DeployTarget(bucket=bucket, environment=options.pop("environment", None))
     lines = output if output is not None else []
     return Deployer(s3, target, layout, out=lines.append, **options)
 

@@ -13,7 +13,8 @@ from botocore.stub import Stubber
 from deploy_helpers import deploy, keys, make_deployer, write
 
 from clean_zone_tools.mwaa_deploy import cli, plugins_zip
-from clean_zone_tools.mwaa_deploy.deployment import DeployFailedError, DeployRefusedError
+from clean_zone_tools.mwaa_deploy.apply import DeployFailedError
+from clean_zone_tools.mwaa_deploy.plan import DeployRefusedError
 from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 from clean_zone_tools.mwaa_deploy.record import RecordStore
 

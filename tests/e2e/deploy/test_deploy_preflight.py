@@ -1,4 +1,4 @@
-"""The preflight checks on whole projects: scripts/dag_checks.py's DAG rules with real Airflow,
+"""The preflight checks on whole projects: the DAG integrity gate's rules with real Airflow,
 pip's real dry-run resolver, the plugins.zip build, the startup script and the secrets scan."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_a_good_project_passes_every_check_including_pips_resolve(project: Proje
 
 def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
     layout = make_project(tmp_path / "project")
-    # DAG checks (scripts/dag_checks.py): an import error and a module .airflowignore misses.
+    # DAG checks (clean_zone_tools.checks.dag_integrity): an import error and a module .airflowignore misses.
     write(layout.dags_dir / "broken.py", "from airflow.sdk import DAG\nraise RuntimeError('boom')\n")
     write(layout.dags_dir / "shared_utils.py", "# used by airflow DAGs\nVALUE = 1\n")
     # requirements.txt: constraints for another Airflow, and a package MWAA pins.

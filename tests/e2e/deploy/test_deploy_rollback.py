@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from deploy_helpers import body, deploy, keys, make_deployer, write
 
-from clean_zone_tools.mwaa_deploy.deployment import DeployRefusedError
+from clean_zone_tools.mwaa_deploy.plan import DeployRefusedError
 from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ import pytest
 from deploy_helpers import RequestLog, body, deploy, keys, make_bucket, make_deployer, make_project, write
 
 from clean_zone_tools.mwaa_deploy import plugins_zip
-from clean_zone_tools.mwaa_deploy.deployment import DeployRefusedError
+from clean_zone_tools.mwaa_deploy.plan import DeployRefusedError
 from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 pytestmark = pytest.mark.e2e

@@ -10,11 +10,13 @@ from clean_zone_tools.mwaa_deploy import requirements
 
 REPO = Path(__file__).resolve().parents[3]
 CONSTRAINTS = REPO / "constraints"
-TARGET = requirements.Target("3.3.1", "3.12")
+TARGET = requirements.AirflowRuntime("3.3.1", "3.12")
 URL = "https://raw.githubusercontent.com/apache/airflow/constraints-{airflow}/constraints-{python}.txt"
 
 
-def check(tmp_path: Path, text: str, target: requirements.Target = TARGET) -> requirements.StaticResult:
+def check(
+    tmp_path: Path, text: str, target: requirements.AirflowRuntime = TARGET
+) -> requirements.StaticResult:
     path = tmp_path / "requirements.txt"
     path.write_text(text)
     return requirements.check_static(path, target, CONSTRAINTS)

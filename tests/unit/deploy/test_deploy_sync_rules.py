@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from clean_zone_tools.mwaa_deploy import sync
-from clean_zone_tools.mwaa_deploy.deployment import Deployer, Target
+from clean_zone_tools.mwaa_deploy.apply import Deployer
+from clean_zone_tools.mwaa_deploy.plan import DeployTarget
 from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 
@@ -36,4 +37,5 @@ def test_deleting_outside_the_prefix_is_refused_before_any_request() -> None:
 def test_the_record_prefix_may_not_overlap_the_dag_prefix(tmp_path: Path) -> None:
     layout = ProjectLayout.at(tmp_path)
     with pytest.raises(ValueError, match="must not contain each other"):
-        Deployer(object(), Target(bucket="b", dags_prefix="dags/", record_prefix="dags/deployments/"), layout)
+        target = DeployTarget(bucket="b", dags_prefix="dags/", record_prefix="dags/deployments/")
+        Deployer(object(), target, layout)
