@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from clean_zone_tools import REPO_ROOT
-from clean_zone_tools.devstack.local_stack import read_env_file, stack_environment
+from clean_zone_tools.devstack.settings import stack_environment
+from clean_zone_tools.envfile import read_env_file
 
 COMPOSE_FILE = "docker-compose.yaml"
 DOCKERFILE = "docker/Dockerfile"
