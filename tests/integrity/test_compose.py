@@ -32,7 +32,6 @@ from clean_zone_tools.checks.compose_checks import (
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
-DOCKER_ENV = REPO / "scripts" / "docker-env"
 CHECKOUT_FILES = (
     "docker-compose.yaml",
     "docker",
@@ -47,7 +46,7 @@ CHECKOUT_FILES = (
     "startup.sh",
     "dags",
     "plugins",
-    "scripts/provision.py",
+    "src/clean_zone_tools/devstack/provision.py",
     "scripts/bootstrap.sh",
 )
 
@@ -239,10 +238,10 @@ DRIFTS = [
     Drift(
         "another-provisioning-script",
         "docker-compose.yaml",
-        "python scripts/provision.py",
-        "python scripts/provision_docker.py",
+        "python -m clean_zone_tools.devstack.provision",
+        "python -m clean_zone_tools.devstack.provision_docker",
         "check_provisioning",
-        "must run `python scripts/provision.py`",
+        "must run `python -m clean_zone_tools.devstack.provision`",
     ),
     Drift(
         "healthcheck-removed",
@@ -321,7 +320,7 @@ def test_cli_names_the_drift_and_exits_1(tmp_path: Path) -> None:
     local_env = root / "local.env"
     local_env.write_text(local_env.read_text().replace("AIRFLOW_UI_PORT=8080", "AIRFLOW_UI_PORT=9090"))
     result = subprocess.run(
-        [sys.executable, REPO / "scripts" / "compose_checks.py", "--root", root],
+        [sys.executable, "-m", "clean_zone_tools.checks.compose_checks", "--root", root],
         capture_output=True,
         text=True,
         check=False,
@@ -495,7 +494,11 @@ def test_the_project_startup_script_runs_through_the_entrypoint(component) -> No
 
 def run_docker_env(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, DOCKER_ENV, *map(str, args)], capture_output=True, text=True, check=False, timeout=30
+        [sys.executable, "-m", "clean_zone_tools.devstack.docker_env", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
 
 
