@@ -27,7 +27,6 @@ from clean_zone_tools.checks.compose.parsing import INTERPOLATION, SECRETS, Stac
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
-DOCKER_ENV = REPO / "scripts" / "docker-env"
 CHECKOUT_FILES = (
     "docker-compose.yaml",
     "docker",
@@ -42,7 +41,7 @@ CHECKOUT_FILES = (
     "startup.sh",
     "dags",
     "plugins",
-    "scripts/provision.py",
+    "src/clean_zone_tools/devstack/provision.py",
     "scripts/bootstrap.sh",
 )
 
@@ -236,10 +235,10 @@ DRIFTS = [
     Drift(
         "another-provisioning-script",
         "docker-compose.yaml",
-        "python scripts/provision.py",
-        "python scripts/provision_docker.py",
+        "python -m clean_zone_tools.devstack.provision",
+        "python -m clean_zone_tools.devstack.provision_docker",
         "check_provisioning",
-        "must run `python scripts/provision.py`",
+        "must run `python -m clean_zone_tools.devstack.provision`",
     ),
     Drift(
         "healthcheck-removed",
@@ -492,7 +491,11 @@ def test_the_project_startup_script_runs_through_the_entrypoint(component) -> No
 
 def run_docker_env(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, DOCKER_ENV, *map(str, args)], capture_output=True, text=True, check=False, timeout=30
+        [sys.executable, "-m", "clean_zone_tools.devstack.docker_env", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
 
 

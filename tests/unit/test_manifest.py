@@ -7,6 +7,8 @@ import base64
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +294,7 @@ def test_the_documentation_explains_every_reason_code():
     assert [r.value for r in Reason if f"| `{r.value}` |" not in text] == []
 
 
-# --- the partner CLI (scripts/build_manifest.py) ----------------------------------------------------
+# --- the partner CLI (clean-zone-manifest) ----------------------------------------------------------
 
 
 def _folder(tmp_path: Path) -> Path:
@@ -368,3 +370,17 @@ def test_cli_check_lists_every_problem(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "key_escapes_batch_prefix" in err
     assert "lists_itself" in err
+
+
+def test_the_partner_cli_runs_as_a_module_with_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "clean_zone_tools.partner.manifest_builder", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: clean-zone-manifest")
+    assert "--check MANIFEST" in result.stdout

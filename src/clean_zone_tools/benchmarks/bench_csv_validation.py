@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark streaming CSV validation: peak memory and throughput on a large file.
 
 Writes a synthetic CSV of ``--size-mb`` MiB (default 1024, i.e. 1 GiB) to a
@@ -20,6 +19,8 @@ MiB (2**20 bytes); figures printed are in MB (10**6 bytes), and MB/s.
 
 Both passes read the file just written, so both normally read from the page
 cache; the ratio compares work per byte, not disk speed.
+
+Run it as ``.venv/bin/python -m clean_zone_tools.benchmarks.bench_csv_validation [--help]``.
 
 Exit codes: 0 measured and within the memory target; 1 validation failed or
 peak memory over the target; 2 usage error.
@@ -154,7 +155,7 @@ def child_main(mode: str, path: Path, gzipped: bool, use_tracemalloc: bool) -> i
 
 
 def measure(mode: str, path: Path, *, gzipped: bool, use_tracemalloc: bool = False) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--child-path", str(path)]
+    command = [sys.executable, "-m", __spec__.name, "--child", mode, "--child-path", str(path)]
     if gzipped:
         command.append("--gzip")
     if use_tracemalloc:

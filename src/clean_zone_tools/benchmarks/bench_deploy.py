@@ -3,9 +3,9 @@
 Starts its own moto server on a free port (the real S3 protocol over HTTP), generates a project
 with a 200-file dags/ folder, and measures the sync stages of ``scripts/deploy`` (bucket safety
 checks, plan, apply, record). The preflight checks are left out: they do not depend on the bucket,
-and ``scripts/dag_checks.py`` has its own parse benchmark.
+and ``clean_zone_tools.benchmarks.bench_parse`` is the parse benchmark.
 
-    .venv/bin/python scripts/benchmarks/bench_deploy.py [--files 200] [--repeat 5]
+    .venv/bin/python -m clean_zone_tools.benchmarks.bench_deploy [--files 200] [--repeat 5]
 
 Prints, for a first deploy, a no-change deploy and a one-file change: wall time (median of
 --repeat runs) and the number of HTTP requests to S3, split by operation.

@@ -20,7 +20,7 @@ Three measurements, printed as a table (``--json`` for machines):
 
 The S3 endpoint is a moto server this script starts on a free loopback port (or ``--endpoint``).
 
-Usage: ``python scripts/benchmarks/bench_manifest.py [--files 1000] [--file-kib 4] [--parallel 16]
+Usage: ``python -m clean_zone_tools.benchmarks.bench_manifest [--files 1000] [--file-kib 4] [--parallel 16]
 [--hash-mib 256] [--s3-mib 64] [--json]``.
 Exit codes: 0 measured (even below the target, unless ``--fail-under-target``), 1 a measurement
 failed (or below target with ``--fail-under-target``), 2 usage error.

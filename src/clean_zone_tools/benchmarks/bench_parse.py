@@ -12,7 +12,7 @@ The figures are DagBag's own per-file timings (what ``airflow dags report`` prin
 * warm: the folder parsed again in a process that has parsed it once; DAG files are re-executed,
   already imported libraries are not.
 
-Usage: ``python scripts/benchmarks/bench_parse.py [--runs 5] [--dags-folder dags] [--target 1.0]``.
+Usage: ``python -m clean_zone_tools.benchmarks.bench_parse [--runs 5] [--dags-folder dags] [--target 1.0]``.
 Exit codes: 0 measured (even over the target, unless ``--fail-over-target``), 1 a run failed or the
 folder has import errors (timings of a broken folder mean little) or over target with
 ``--fail-over-target``, 2 usage error.
@@ -70,7 +70,8 @@ def _worker(mode: str, dags_folder: Path, runs: int) -> dict[str, Any]:
 def _run_child(mode: str, dags_folder: Path, runs: int) -> dict[str, Any]:
     command = [
         sys.executable,
-        __file__,
+        "-m",
+        __spec__.name,
         "--worker",
         mode,
         "--dags-folder",

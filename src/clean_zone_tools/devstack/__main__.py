@@ -2,6 +2,6 @@
 
 import sys
 
-from clean_zone_tools.devstack.local_stack import main
+from clean_zone_tools.devstack.cli import main
 
 sys.exit(main())

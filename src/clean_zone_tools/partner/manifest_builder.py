@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build a batch manifest for a folder of files: what a partner runs before uploading a batch.
 
 Every file under FOLDER (recursively; hidden files skipped) is listed with its
@@ -9,13 +8,15 @@ manifest this tool writes is never refused for its format. Then:
 1. upload the files to ``s3://<bucket>/batches/<batch-id>/`` (same relative keys);
 2. upload the manifest last, to ``s3://<bucket>/manifests/<batch-id>.json``.
 
-Examples::
+Examples (``clean-zone-manifest`` is the console script; ``python -m
+clean_zone_tools.partner.manifest_builder`` is the same command)::
 
-    python scripts/build_manifest.py ./outgoing/2026-09-14 --batch-id acme-2026-09-14 -o acme-2026-09-14.json
-    python scripts/build_manifest.py ./outgoing/2026-09-14 --batch-id acme-2026-09-14 --rows > manifest.json
-    python scripts/build_manifest.py --check acme-2026-09-14.json
+    clean-zone-manifest ./outgoing/2026-09-14 --batch-id acme-2026-09-14 -o acme-2026-09-14.json
+    clean-zone-manifest ./outgoing/2026-09-14 --batch-id acme-2026-09-14 --rows > manifest.json
+    clean-zone-manifest --check acme-2026-09-14.json
 
-Needs Python 3.12 and ``jsonschema`` (``pip install jsonschema``); nothing else.
+Needs Python 3.12, ``jsonschema`` and this project installed without its development
+dependencies (``pip install jsonschema`` then ``pip install --no-deps <checkout>``); nothing else.
 Progress goes to stderr, the manifest to stdout unless ``-o`` is given.
 Exit codes: 0 written (or checked OK), 1 refused (bad batch id, too many or no
 files, unreadable file, a manifest that fails --check), 2 usage error.
@@ -38,7 +39,7 @@ from clean_zone.failures import DataQualityError
 from clean_zone.hashing import ALGORITHMS, CHUNK_SIZE, hash_file
 from clean_zone.manifest import FileEntry, ManifestError
 
-PRODUCER = "clean-zone build_manifest.py (manifest v1)"
+PRODUCER = "clean-zone-manifest (manifest v1)"
 
 
 class Refused(Exception):
@@ -152,6 +153,7 @@ def check(path: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="clean-zone-manifest",
         description="Build a clean-zone batch manifest (JSON, version 1) for a folder of files, "
         "or --check an existing manifest.",
         epilog="Upload the files to batches/<batch-id>/ first and the manifest (to manifests/) last: "

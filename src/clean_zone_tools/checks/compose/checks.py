@@ -38,7 +38,8 @@ from .parsing import (
     LOCAL_ENV,
     MOTO_SERVICE,
     MWAA_MOUNTS,
-    PROVISION_SCRIPT,
+    PROVISION_MODULE,
+    PROVISION_SOURCE,
     SECRET_NAME,
     SECRETS,
     URL_PASSWORD,
@@ -235,9 +236,9 @@ def check_provisioning(stack: Stack) -> list[str]:
     problems: list[str] = []
     init = stack.service(INIT_SERVICE)
     lines = [line.strip() for line in command_text(init).replace(";", "\n").splitlines()]
-    provision = f"python {PROVISION_SCRIPT}"
-    if not (stack.root / PROVISION_SCRIPT).is_file():
-        problems.append(f"{PROVISION_SCRIPT} does not exist (the init service runs it)")
+    provision = f"python -m {PROVISION_MODULE}"
+    if not (stack.root / PROVISION_SOURCE).is_file():
+        problems.append(f"{PROVISION_SOURCE} does not exist (the init service runs it)")
     if provision not in lines:
         problems.append(
             f"{INIT_SERVICE}: must run `{provision}` (the same provisioning as the no-Docker path)"
@@ -251,8 +252,8 @@ def check_provisioning(stack: Stack) -> list[str]:
         problems.append(f"{INIT_SERVICE}: working_dir must be {AIRFLOW_HOME} (the script's relative path)")
     volume_map = mounts(init)
     problems += [
-        f"{INIT_SERVICE}: ./{source} must be mounted at {AIRFLOW_HOME}/{source} (provision.py imports dags/)"
-        for source in ("scripts", "dags")
+        f"{INIT_SERVICE}: ./{source} must be mounted at {AIRFLOW_HOME}/{source} (provisioning runs from them)"
+        for source in ("src", "dags")
         if volume_map.get(f"{AIRFLOW_HOME}/{source}") != source
     ]
     if not {"AIRFLOW_LOGIN_USER", "AIRFLOW_LOGIN_PASSWORD"} <= set(

@@ -26,7 +26,8 @@ DOCKERFILE = "docker/Dockerfile"
 ENTRYPOINT_FILE = "docker/entrypoint.sh"
 LOCAL_ENV = "local.env"
 ENV_EXAMPLE = ".env.example"
-PROVISION_SCRIPT = "scripts/provision.py"
+PROVISION_MODULE = "clean_zone_tools.devstack.provision"
+PROVISION_SOURCE = "src/clean_zone_tools/devstack/provision.py"
 BOOTSTRAP_SCRIPT = "scripts/bootstrap.sh"
 
 # MWAA's layout inside its containers.

@@ -1,18 +1,15 @@
-"""scripts/local_stack.py: its settings (pure) and the daily-loop commands a user runs.
+"""The stack commands as a user runs them (``scripts/dev drop|inbox|status|provision|start|stop``).
 
-The commands run as subprocesses, exactly as ``scripts/dev drop|inbox|...``
-runs them, against this worker's moto server. Every test gets its own bucket,
-topic and queues (settings from the environment), so nothing is shared.
-Commands that manage the stack itself run in a throw-away checkout (a copy of
-the script, the real dags/), so they never touch a developer's running stack.
+The commands run as subprocesses, exactly as ``scripts/dev`` runs them, against this worker's
+moto server. Every test gets its own bucket, topic and queues (settings from the environment), so
+nothing is shared. Commands that manage the stack itself work on a throw-away checkout
+(``--root``), so they never touch a developer's running stack.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,177 +20,19 @@ from typing import Any
 
 import boto3
 import pytest
-from airflow.models.connection import Connection
 
 from clean_zone.config import load_for_parsing
-from clean_zone_tools.devstack.local_stack import (
-    Context,
-    ensure_ui_password,
-    read_env_file,
-    stack_environment,
-    write_sample_csv,
-)
+from clean_zone_tools.devstack.processes import process_command, wait_until
 from clean_zone_tools.devstack.provision import provision
+from clean_zone_tools.envfile import read_env_file
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "local_stack.py"
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 # moto accepts any credentials; these are its documented placeholders, not secrets.
 PLACEHOLDER_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-# --------------------------------------------------------------------------- read_env_file
-def test_read_env_file_reads_values_comments_quotes_and_export(tmp_path: Path) -> None:
-    env_file = tmp_path / "local.env"
-    env_file.write_text(
-        "# a comment\n"
-        "\n"
-        "PLAIN=value\n"
-        "  SPACED = padded  \n"
-        "export EXPORTED=yes\n"
-        'DOUBLE="with # hash and spaces"\n'
-        "SINGLE='single'\n"
-        "INLINE=value # trailing comment\n"
-        "HASH_IN_VALUE=a#b\n"
-        "EQUALS=a=b=c\n"
-        "EMPTY=\n"
-    )
-
-    assert read_env_file(env_file) == {
-        "PLAIN": "value",
-        "SPACED": "padded",
-        "EXPORTED": "yes",
-        "DOUBLE": "with # hash and spaces",
-        "SINGLE": "single",
-        "INLINE": "value",
-        "HASH_IN_VALUE": "a#b",
-        "EQUALS": "a=b=c",
-        "EMPTY": "",
-    }
-
-
-@pytest.mark.parametrize("line", ["NO_EQUALS_SIGN", "BAD-KEY=1", "=value", "1ABC=2"])
-def test_read_env_file_names_the_file_and_line_of_a_bad_line(tmp_path: Path, line: str) -> None:
-    env_file = tmp_path / "local.env"
-    env_file.write_text(f"GOOD=1\n{line}\n")
-
-    with pytest.raises(ValueError, match=r"local\.env:2: expected KEY=VALUE"):
-        read_env_file(env_file)
-
-
-def test_the_repository_local_env_is_readable_and_names_the_ports() -> None:
-    values = read_env_file(REPO / "local.env")
-
-    assert values["MOTO_PORT"].isdigit()
-    assert values["AIRFLOW_UI_PORT"].isdigit()
-
-
-# --------------------------------------------------------------------------- stack_environment
-def _checkout(tmp_path: Path, local_env: str) -> Path:
-    (tmp_path / "local.env").write_text(local_env)
-    return tmp_path
-
-
-def test_stack_environment_puts_the_endpoint_in_the_configured_connection(tmp_path: Path) -> None:
-    root = _checkout(
-        tmp_path,
-        "AIRFLOW_VAR_CLEAN_ZONE_AWS_CONN_ID=local_aws\nAIRFLOW_VAR_CLEAN_ZONE_REGION=eu-west-1\n",
-    )
-
-    env = stack_environment(root, "http://127.0.0.1:4999", environ={})
-
-    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4999"
-    assert "AIRFLOW_CONN_AWS_DEFAULT" not in env
-    assert json.loads(env["AIRFLOW_CONN_LOCAL_AWS"]) == {
-        "conn_type": "aws",
-        "extra": {"endpoint_url": "http://127.0.0.1:4999", "region_name": "eu-west-1"},
-    }
-    assert env["AWS_DEFAULT_REGION"] == "eu-west-1"
-
-
-def test_stack_environment_lets_the_environment_override_local_env(tmp_path: Path) -> None:
-    root = _checkout(
-        tmp_path, "AIRFLOW_VAR_CLEAN_ZONE_BUCKET=from-file\nAIRFLOW_UI_PORT=8080\nAIRFLOW_LOGIN_USER=admin\n"
-    )
-    environ = {
-        "AIRFLOW_VAR_CLEAN_ZONE_BUCKET": "from-environment",
-        "AIRFLOW_UI_PORT": "8181",
-        "AIRFLOW_LOGIN_USER": "alice",
-        "AIRFLOW__CORE__PARALLELISM": "2",
-        "UNRELATED": "x",
-    }
-
-    env = stack_environment(root, "http://127.0.0.1:4566", environ=environ)
-
-    assert env["AIRFLOW_VAR_CLEAN_ZONE_BUCKET"] == "from-environment"
-    assert env["AIRFLOW__API__PORT"] == "8181"
-    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8181/execution/"
-    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "alice:admin"
-    assert env["AIRFLOW__CORE__PARALLELISM"] == "2"
-    # Only the stack's own keys: callers lay them over os.environ themselves.
-    assert "UNRELATED" not in env
-
-
-def test_stack_environment_reads_the_ports_from_the_environment_without_local_env(tmp_path: Path) -> None:
-    env = stack_environment(tmp_path, "http://127.0.0.1:4566", environ={"AIRFLOW_UI_PORT": "8282"})
-
-    assert env["AIRFLOW__API__PORT"] == "8282"
-    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
-
-
-def test_stack_environment_keeps_airflow_state_inside_the_checkout(tmp_path: Path) -> None:
-    root = _checkout(tmp_path, "")
-
-    env = stack_environment(root, "http://127.0.0.1:4566", environ={})
-
-    home = tmp_path / ".state" / "airflow"
-    assert env["AIRFLOW_HOME"] == str(home)
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}"
-    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(tmp_path / "dags")
-    assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(tmp_path / "plugins")
-    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
-    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith(str(home))
-    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
-
-
-def test_the_connection_is_one_airflow_reads(tmp_path: Path) -> None:
-    env = stack_environment(_checkout(tmp_path, ""), "http://127.0.0.1:4566", environ={})
-
-    connection = Connection.from_json(env["AIRFLOW_CONN_AWS_DEFAULT"], conn_id="aws_default")
-    assert connection.conn_type == "aws"
-    assert connection.extra_dejson["endpoint_url"] == "http://127.0.0.1:4566"
-
-
-def test_sample_csv_is_well_formed_and_uniquely_named(tmp_path: Path) -> None:
-    first = write_sample_csv(tmp_path)
-    second = write_sample_csv(tmp_path)
-
-    assert first.name != second.name
-    assert first.suffix == ".csv"
-    rows = list(csv.reader(first.open(encoding="utf-8")))
-    assert len(rows) > 2
-    assert {len(row) for row in rows} == {len(rows[0])}
-
-
-def test_the_ui_password_is_generated_once_and_private(tmp_path: Path) -> None:
-    ctx = Context(
-        repo_root=tmp_path,
-        values={"AIRFLOW_LOGIN_USER": "alice"},
-        settings=load_for_parsing({}),
-        endpoint="http://127.0.0.1:4566",
-    )
-    ctx.airflow_home.mkdir(parents=True)
-    (ctx.airflow_home / "simple_auth_manager_passwords.json.generated").write_text('{"bob": "kept"}')
-
-    path = ensure_ui_password(ctx)
-    first = json.loads(path.read_text())
-    ensure_ui_password(ctx)
-
-    assert json.loads(path.read_text()) == first
-    assert first["bob"] == "kept"
-    assert len(first["alice"]) == 16
-    assert path.stat().st_mode & 0o777 == 0o600
 
 
 # --------------------------------------------------------------------------- commands vs moto
@@ -225,15 +64,15 @@ class Names:
 
 
 class Cli:
-    """Runs ``scripts/local_stack.py <command>`` as ``scripts/dev`` does."""
+    """Runs ``python -m clean_zone_tools.devstack <command>`` as ``scripts/dev`` does."""
 
-    def __init__(self, env: dict[str, str], script: Path = SCRIPT) -> None:
+    def __init__(self, env: dict[str, str], root: Path | None = None) -> None:
         self.env = env
-        self.script = script
+        self.root = ["--root", str(root)] if root else []
 
     def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, str(self.script), *args],
+            [sys.executable, "-m", "clean_zone_tools.devstack", *self.root, *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -444,10 +283,7 @@ def test_inbox_says_when_the_queue_is_missing(moto_endpoint: str, names: Names) 
 # --------------------------------------------------------------------------- stack lifecycle refusals
 @pytest.fixture
 def checkout(tmp_path: Path, names: Names) -> tuple[Path, Cli]:
-    """A throw-away checkout: the script, the real dags/, a local.env on free ports."""
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(SCRIPT, tmp_path / "scripts" / "local_stack.py")
-    (tmp_path / "dags").symlink_to(REPO / "dags")
+    """A throw-away checkout (``--root``): a local.env on free ports, its own .state/."""
     ports = []
     for _ in range(2):
         with socket.socket() as sock:
@@ -457,12 +293,17 @@ def checkout(tmp_path: Path, names: Names) -> tuple[Path, Cli]:
     env = names.environment("http://unused.invalid")
     for key in ("MOTO_PORT", "AIRFLOW_UI_PORT"):
         env.pop(key, None)
-    return tmp_path, Cli(env, tmp_path / "scripts" / "local_stack.py")
+    return tmp_path, Cli(env, tmp_path)
 
 
 def _fake_supervisor() -> subprocess.Popen[bytes]:
     """A process whose command line looks like a running stack and that exits on SIGTERM."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "local_stack.py", "start"])
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "clean_zone_tools.devstack", "start"]
+    )
+    # Right after exec the kernel may still show an empty command line for a moment.
+    assert wait_until(lambda: bool(process_command(process.pid)), timeout=5)
+    return process
 
 
 def test_start_refuses_while_a_stack_runs(checkout: tuple[Path, Cli]) -> None:
