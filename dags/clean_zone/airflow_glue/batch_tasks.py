@@ -53,6 +53,13 @@ def _manifest(batch_id: str, files: list[dict[str, Any]]) -> Manifest:
     return Manifest(batch_id=batch_id, files=tuple(FileEntry.from_dict(f) for f in files))
 
 
+def _batch(
+    taken: dict[str, Any], batch_id: str, files: list[dict[str, Any]]
+) -> tuple[BatchProcessor, TakenManifest, Manifest]:
+    """What the batch-wide steps work with: the processor, this run's manifest record and the batch."""
+    return _processor(), TakenManifest.from_dict(taken), _manifest(batch_id, files)
+
+
 def resume_or_wait_for_manifest(**context: Any) -> str:
     """A re-run of a run that already took a manifest goes back to it; otherwise wait for one."""
     earlier = _processor().run_record(context["run_id"])
@@ -137,9 +144,7 @@ def accept_or_quarantine_batch(
     checks: Iterable[dict[str, Any]], taken: dict[str, Any], batch_id: str, files: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Every file verified: claim the batch. Any problem: quarantine the whole batch and fail (one alert)."""
-    processor = _processor()
-    record = TakenManifest.from_dict(taken)
-    batch = _manifest(batch_id, files)
+    processor, record, batch = _batch(taken, batch_id, files)
     results = [FileVerification.from_dict(c) for c in checks]
     problems = [{"problem": c.describe(), **c.to_dict()} for c in results if not c.ok]
     if problems:
@@ -172,9 +177,7 @@ def finish_batch(
     results: Iterable[dict[str, Any]], taken: dict[str, Any], batch_id: str, files: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """All processed: write the batch summary beside the outputs. Any file refused: quarantine the batch."""
-    processor = _processor()
-    record = TakenManifest.from_dict(taken)
-    batch = _manifest(batch_id, files)
+    processor, record, batch = _batch(taken, batch_id, files)
     processed = [FileResult.from_dict(r) for r in results]
     failed = [{"problem": f"{r.reason}: {r.key} ({r.detail})", **r.to_dict()} for r in processed if not r.ok]
     if failed:
