@@ -47,8 +47,6 @@ from clean_zone.storage import ObjectInfo, ObjectMissing, ObjectStore
 
 log = logging.getLogger(__name__)
 
-# Spill processed output to disk past this size: constant memory for any file size.
-SPOOL_MAX_MEMORY = 8 * 1024 * 1024
 # Moves of a batch's files run side by side; S3 copies are independent requests.
 MOVE_WORKERS = 8
 # An alert names this many problems; the report in S3 names them all.

@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmarks" / "bench_csv_validation.py"
+MODULE = "clean_zone_tools.benchmarks.bench_csv_validation"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False, timeout=120
+        [sys.executable, "-m", MODULE, *args], capture_output=True, text=True, check=False, timeout=120
     )
 
 
