@@ -18,7 +18,6 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 PIPELINE = "clean_zone_manifest_batch"
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
@@ -96,7 +95,8 @@ def test_good_batch_built_by_the_partner_cli_is_processed_with_a_summary(
     built = subprocess.run(
         [
             sys.executable,
-            str(SCRIPTS / "build_manifest.py"),
+            "-m",
+            "clean_zone_tools.partner.manifest_builder",
             str(folder),
             "--batch-id",
             "acme-0914",
