@@ -27,11 +27,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
 
-from clean_zone import config, file_tasks
-from clean_zone.dag_defaults import default_args
+from clean_zone import config
+from clean_zone.airflow_glue import file_tasks as steps
+from clean_zone.airflow_glue.dag_defaults import default_args
 
 settings = config.load_for_parsing()
 
@@ -43,7 +43,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=16,
-    default_args=default_args(settings, object_task_id=file_tasks.CLAIM_TASK),
+    default_args=default_args(settings, object_task_id=steps.CLAIM_TASK),
     params={
         "key": Param(
             f"{settings.landing_prefix}sample.csv",
@@ -60,17 +60,15 @@ with DAG(
     },
     tags=["clean-zone", "s3", "reference-port"],
 ):
-    claim = PythonOperator(task_id=file_tasks.CLAIM_TASK, python_callable=file_tasks.claim_file)
-    check = PythonOperator(task_id=file_tasks.CHECK_TASK, python_callable=file_tasks.check_file_extension)
-    route = BranchPythonOperator(task_id="route_by_extension", python_callable=file_tasks.route_by_extension)
-    validate = PythonOperator(task_id=file_tasks.VALIDATE_TASK, python_callable=file_tasks.validate_csv)
-    generate = PythonOperator(
-        task_id=file_tasks.GENERATOR_TASK, python_callable=file_tasks.run_failure_generator
-    )
-    write = PythonOperator(task_id=file_tasks.WRITE_TASK, python_callable=file_tasks.write_processed_output)
-    reject = PythonOperator(task_id=file_tasks.REJECT_TASK, python_callable=file_tasks.reject_file)
+    claim = task(steps.claim_file, task_id=steps.CLAIM_TASK)()
+    checked = task(steps.check_file_extension, task_id=steps.CHECK_TASK)(claim)
+    route = task.branch(steps.route_by_extension, task_id=steps.ROUTE_TASK)(checked)
+    validated = task(steps.validate_csv, task_id=steps.VALIDATE_TASK)(claim)
+    generated = task(steps.run_failure_generator, task_id=steps.GENERATOR_TASK)(claim)
+    written = task(steps.write_processed_output, task_id=steps.WRITE_TASK)(claim, generated)
+    rejected = task(steps.reject_file, task_id=steps.REJECT_TASK)(claim, checked)
     done = EmptyOperator(task_id="done", trigger_rule="none_failed_min_one_success")
 
-    claim >> check >> route
-    route >> validate >> generate >> write >> done
-    route >> reject >> done
+    route >> validated >> generated
+    route >> rejected >> done
+    written >> done

@@ -20,12 +20,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
-from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
-from clean_zone import config, file_tasks
-from clean_zone.dag_defaults import default_args
+from clean_zone import config, keys
+from clean_zone.airflow_glue import trigger_tasks as steps
+from clean_zone.airflow_glue.dag_defaults import default_args
 
 settings = config.load_for_parsing()
 
@@ -44,21 +44,20 @@ with DAG(
         task_id="wait_for_landing_file",
         aws_conn_id=settings.aws_conn_id,
         bucket_name=config.variable_template("bucket", settings.bucket),
-        # "*[!/]": folder markers (keys ending in "/") never match, so they never wake the sensor.
-        bucket_key=f"{settings.landing_prefix}*[!/]",
+        bucket_key=keys.files_pattern(settings.landing_prefix),
         wildcard_match=True,
-        check_fn=file_tasks.landing_has_files,
+        check_fn=steps.landing_has_files,
         deferrable=True,
         poke_interval=settings.sensor_poke_interval_seconds,
         timeout=settings.sensor_timeout_seconds,
         soft_fail=True,
     )
-    found = PythonOperator(task_id="list_landing_files", python_callable=file_tasks.list_landing_files)
-    start = TriggerDagRunOperator.partial(
+    triggers = task(steps.list_landing_files, task_id="list_landing_files")()
+    TriggerDagRunOperator.partial(
         task_id="start_file_pipeline",
         trigger_dag_id="clean_zone_file_pipeline",
         skip_when_already_exists=True,
         wait_for_completion=False,
-    ).expand_kwargs(found.output)
+    ).expand_kwargs(triggers)
 
-    wait >> found >> start
+    wait >> triggers

@@ -11,13 +11,15 @@ files alone never start anything.
 2. **wait_for_manifest** (deferrable S3KeySensor on `manifests/*`, folder
    markers excluded) waits in the triggerer until a manifest arrives;
 3. **take_manifest** moves the oldest waiting manifest to `processing/` and
-   hands its location to the rest of the run (XCom);
+   hands its record to the steps that need it;
 4. **read_manifest** checks it against the JSON Schema and the rules a schema
    cannot express. A bad manifest is quarantined with a report naming every
    problem (one alert); a manifest whose batch id another run already took is
    set aside in `duplicates/` and the run ends without processing anything;
 5. **wait_for_listed_files** gives late files until the window closes
-   (`clean_zone_batch_late_file_window_seconds`, like Glue's batch window);
+   (`clean_zone_batch_late_file_window_seconds`, like Glue's batch window); a
+   sensor in reschedule mode, so it holds no worker slot between looks; it
+   then hands the listed files to the verification;
 6. **verify_file** (dynamic task mapping, one task per file, at most
    `clean_zone_batch_max_parallel_verifications` at once: the Map state's
    analogue) checks presence, size and checksum, using S3's stored checksum
@@ -44,8 +46,9 @@ from datetime import datetime
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import DAG, task
 
-from clean_zone import batch, config
-from clean_zone.dag_defaults import default_args
+from clean_zone import config, keys
+from clean_zone.airflow_glue import batch_tasks as steps
+from clean_zone.airflow_glue.dag_defaults import default_args
 
 settings = config.load_for_parsing()
 parallel = settings.batch_max_parallel_verifications
@@ -58,57 +61,57 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args(settings, object_task_id=batch.TAKE_TASK),
+    default_args=default_args(settings, object_task_id=steps.TAKE_TASK),
     tags=["clean-zone", "s3", "manifest", "batch"],
 ):
-    resume_or_wait = task.branch(batch.resume_or_wait_for_manifest, task_id=batch.RESUME_TASK)()
+    resume_or_wait = task.branch(steps.resume_or_wait_for_manifest, task_id=steps.RESUME_TASK)()
     wait_for_manifest = S3KeySensor(
-        task_id=batch.SENSOR_TASK,
+        task_id=steps.SENSOR_TASK,
         aws_conn_id=settings.aws_conn_id,
         bucket_name=config.variable_template("bucket", settings.bucket),
-        # Any key under the prefix that is not a folder marker ("manifests/", "manifests/x/").
-        bucket_key=batch.manifest_pattern(settings.manifests_prefix),
+        bucket_key=keys.files_pattern(settings.manifests_prefix),
         wildcard_match=True,
         deferrable=True,
         poke_interval=settings.sensor_poke_interval_seconds,
         timeout=settings.sensor_timeout_seconds,
         soft_fail=True,
     )
-    taken = task(
-        batch.take_manifest_task, task_id=batch.TAKE_TASK, trigger_rule="none_failed_min_one_success"
-    )()
-    # The file list is read_manifest's return value; batch_id, deadline and verified are XComs beside it.
-    files = task(batch.read_manifest_task, task_id=batch.READ_TASK)()
-    batch_id, deadline, verified = files["batch_id"], files["deadline"], files["verified"]
-    arrived = task(batch.wait_for_listed_files_task, task_id="wait_for_listed_files")(
-        batch_id=batch_id, files=files, deadline=deadline, verified=verified
-    )
+    taken = task(steps.take_manifest, task_id=steps.TAKE_TASK, trigger_rule="none_failed_min_one_success")()
+    batch = task(steps.read_manifest, task_id=steps.READ_TASK, multiple_outputs=True)(taken)
+    batch_id, verified = batch["batch_id"], batch["verified"]
+    listed = task.sensor(
+        steps.wait_for_listed_files,
+        task_id=steps.WAIT_TASK,
+        mode="reschedule",
+        poke_interval=settings.sensor_poke_interval_seconds,
+        # The poke ends the wait when the late-file window closes; this only bounds a stuck run.
+        timeout=settings.sensor_timeout_seconds,
+    )(taken, batch_id, batch["files"], batch["deadline"], verified)
     checks = (
         task(
-            batch.verify_file_task,
+            steps.verify_file,
             task_id="verify_file",
             map_index_template="{{ file_key }}",
             max_active_tis_per_dagrun=parallel,
         )
         .partial(batch_id=batch_id, verified=verified)
-        .expand(entry=files)
+        .expand(entry=listed)
     )
-    accepted = task(batch.accept_or_quarantine_batch_task, task_id="accept_or_quarantine_batch")(
-        checks=checks, batch_id=batch_id, files=files
+    accepted = task(steps.accept_or_quarantine_batch, task_id="accept_or_quarantine_batch")(
+        checks, taken, batch_id, listed
     )
     results = (
         task(
-            batch.process_file_task,
+            steps.process_file,
             task_id="process_file",
             map_index_template="{{ file_key }}",
             max_active_tis_per_dagrun=parallel,
         )
-        .partial(batch_id=batch_id)
-        .expand(entry=files)
+        .partial(taken=taken, batch_id=batch_id)
+        .expand(entry=listed)
     )
-    task(batch.finish_batch_task, task_id="finish_batch")(results=results, batch_id=batch_id, files=files)
+    task(steps.finish_batch, task_id="finish_batch")(results, taken, batch_id, listed)
 
     resume_or_wait >> [wait_for_manifest, taken]
-    wait_for_manifest >> taken >> files
-    arrived >> checks
+    wait_for_manifest >> taken
     accepted >> results

@@ -22,12 +22,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
-from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, Asset, AssetWatcher
+from airflow.sdk import DAG, Asset, AssetWatcher, task
 
-from clean_zone import config, file_tasks
-from clean_zone.dag_defaults import default_args
+from clean_zone import config
+from clean_zone.airflow_glue import trigger_tasks as steps
+from clean_zone.airflow_glue.dag_defaults import default_args
 
 settings = config.load_for_parsing()
 
@@ -58,10 +58,10 @@ with DAG(
     default_args=default_args(settings, object_task_id=None),
     tags=["clean-zone", "s3", "sqs", "event-driven"],
 ):
-    found = PythonOperator(task_id="read_s3_events", python_callable=file_tasks.s3_event_triggers)
+    triggers = task(steps.s3_event_triggers, task_id="read_s3_events")()
     TriggerDagRunOperator.partial(
         task_id="start_file_pipeline",
         trigger_dag_id="clean_zone_file_pipeline",
         skip_when_already_exists=True,
         wait_for_completion=False,
-    ).expand_kwargs(found.output)
+    ).expand_kwargs(triggers)

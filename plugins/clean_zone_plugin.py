@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -141,23 +140,36 @@ def navigation_links(settings: Any) -> list[dict[str, str]]:
     ]
 
 
-def _import_project_config() -> Any:
-    """``clean_zone.config``, from the Python path or else from Airflow's DAG folder, where it lives.
+_CONFIG_FROM_FILE = "clean_zone_plugin_project_config"
 
-    The API server and scheduler do not put the DAG folder on the path (only DAG parsing does), so
-    the folder is appended, last, when the package is found there.
+
+def _import_project_config() -> Any:
+    """``clean_zone.config``, importable where the DAGs are on the path, else read from the DAG folder.
+
+    Airflow 3.3 puts the DAG folder on the import path only while it parses DAGs or runs a task
+    (``BundleDagBag``); the API server, which builds these links, does not. ``config`` imports
+    nothing from the rest of the package, so it is loaded from its file there, leaving the
+    import path alone.
     """
     try:
         from clean_zone import config
     except ImportError:
+        import importlib.util
+        import sys
+
         from airflow.configuration import conf
 
         dags_folder = os.path.expanduser(conf.get("core", "dags_folder", fallback=""))
-        if not dags_folder or not os.path.isdir(os.path.join(dags_folder, "clean_zone")):
+        path = os.path.join(dags_folder, "clean_zone", "config.py")
+        if not dags_folder or not os.path.isfile(path):
             raise
-        if dags_folder not in sys.path:
-            sys.path.append(dags_folder)
-        from clean_zone import config
+        spec = importlib.util.spec_from_file_location(_CONFIG_FROM_FILE, path)
+        if spec is None or spec.loader is None:
+            raise
+        config = importlib.util.module_from_spec(spec)
+        # Registered before it runs: dataclasses resolve the module's annotations through sys.modules.
+        sys.modules[_CONFIG_FROM_FILE] = config
+        spec.loader.exec_module(config)
     return config
 
 

@@ -1,22 +1,9 @@
 """Manifest-driven batches: take a manifest, verify every listed file, then process or quarantine the batch.
 
-The plain-Python half of ``clean_zone_manifest_batch`` (the DAG wires the
-steps; the task callables at the end of this module are its thin glue).
-
-Where things are (``<slug>`` is the DAG run id made key-safe)::
-
-    manifests/<name>                          a partner's manifest, waiting
-    batches/<batch_id>/<key>                  the files it lists (keys relative to this prefix)
-    processing/manifests/<slug>/<name>        the manifest while a run works on it
-    processed/batches/<batch_id>/manifest.json
-    processed/batches/<batch_id>/summary.json     written last: the batch is complete
-    processed/batches/<batch_id>/files/<key>      each source file, with <key>.normalized.csv
-                                                  and <key>.summary.json beside it
-    quarantine/manifests/<slug>/<name>        a refused manifest, report.json beside it
-    quarantine/batches/<batch_id>/<slug>/     a refused batch: manifest.json, report.json, files/<key>
-    duplicates/manifests/<batch_id>/<slug>/   a re-uploaded manifest of a batch already taken
-    _state/batch-runs/<slug>.json             what a run took, and how it ended
-    _state/batches/<batch_id>.json            the batch claim: which run processes it
+:class:`BatchProcessor` does the steps of ``clean_zone_manifest_batch``; the
+DAG's task callables (``clean_zone.airflow_glue.batch_tasks``) call it. The
+records the steps hand each other are in :mod:`clean_zone.batch_records`.
+Every key it reads or writes is laid out by :class:`clean_zone.keys.BatchLayout`.
 
 Exactly once: a batch is claimed with a conditional put (``If-None-Match``)
 on ``_state/batches/<batch_id>.json``; a manifest whose batch id another run
@@ -28,243 +15,54 @@ an earlier try left them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import posixpath
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
-from airflow.sdk import get_current_context
-from airflow.sdk.exceptions import AirflowSkipException
-
-from clean_zone import aws, config, csv_validation, failure_generator, manifest
+from clean_zone import failure_generator, manifest
+from clean_zone.batch_records import (
+    Arrival,
+    BatchRefusedError,
+    BatchStateError,
+    FileResult,
+    FileStatus,
+    FileVerification,
+    Outcome,
+    TakenManifest,
+)
+from clean_zone.clock import now_iso
 from clean_zone.config import Settings
+from clean_zone.csv_validation import CsvStats
 from clean_zone.extensions import FileKind, check_file
-from clean_zone.failures import DataQualityError, PipelineError
+from clean_zone.failures import DataQualityError
 from clean_zone.hashing import ChecksumFormatError, base64_to_hex, hash_chunks, new_hasher
+from clean_zone.keys import BatchLayout, is_folder_marker, output_keys
 from clean_zone.manifest import FileEntry, Manifest, ManifestError, Problem, Reason
+from clean_zone.processing import write_outputs
 from clean_zone.storage import ObjectInfo, ObjectMissing, ObjectStore
 
 log = logging.getLogger(__name__)
 
-# Spill processed output to disk past this size: constant memory for any file size.
-SPOOL_MAX_MEMORY = 8 * 1024 * 1024
 # Moves of a batch's files run side by side; S3 copies are independent requests.
 MOVE_WORKERS = 8
 # An alert names this many problems; the report in S3 names them all.
 PROBLEMS_IN_MESSAGE = 20
 
 
-class Outcome(StrEnum):
-    PROCESSED = "processed"
-    QUARANTINED = "quarantined"  # the manifest was fine; the files were not
-    REFUSED = "refused"  # the manifest itself was bad
-    DUPLICATE = "duplicate"  # the batch id was already taken by another run
-
-
-class FileStatus(StrEnum):
-    OK = "ok"
-    MISSING = "missing"
-    SIZE_MISMATCH = "size_mismatch"
-    CHECKSUM_MISMATCH = "checksum_mismatch"
-
-
-class BatchRefusedError(DataQualityError):
-    """A batch that was quarantined (its files failed verification or processing)."""
-
-
-class BatchStateError(PipelineError):
-    """The batch's own records contradict each other: needs a person (not retried)."""
-
-
-def now_iso(epoch: float | None = None) -> str:
-    moment = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
-    return moment.isoformat(timespec="seconds")
-
-
-def run_slug(run_id: str) -> str:
-    """A run id as a key segment: readable, and a hash keeps two ids from ever colliding."""
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id).strip("-.")[:80]
-    return f"{readable}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
-
-
-# --- records passed between tasks (XCom) -----------------------------------------------------------
-@dataclass(frozen=True)
-class TakenManifest:
-    """A manifest a run has taken. As XCom, ``bucket``/``key``/``location`` feed the failure alert."""
-
-    bucket: str
-    key: str  # where the partner put it
-    held_key: str  # where it waits while the run works
-    run_id: str
-    taken_at: float  # epoch seconds: the late-file window starts here
-    outcome: str | None = None
-    location: str = ""  # s3:// URL of where it is now
-    reason: str | None = None
-    message: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TakenManifest:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-
-@dataclass(frozen=True)
-class FileCheck:
-    """The verification of one listed file."""
-
-    key: str  # relative to the batch prefix, as listed
-    object_key: str
-    status: FileStatus
-    expected_size: int
-    actual_size: int | None = None
-    algorithm: str = ""
-    expected_checksum: str = ""
-    actual_checksum: str | None = None
-    method: str = ""  # how the checksum was known: s3_checksum, etag_md5, streamed
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status is FileStatus.OK
-
-    def describe(self) -> str:
-        if self.status is FileStatus.MISSING:
-            return f"missing: {self.key}"
-        if self.status is FileStatus.SIZE_MISMATCH:
-            return f"size_mismatch: {self.key} (listed {self.expected_size} bytes, found {self.actual_size})"
-        if self.status is FileStatus.CHECKSUM_MISMATCH:
-            listed, found = self.expected_checksum[:12], (self.actual_checksum or "?")[:12]
-            return f"checksum_mismatch: {self.key} ({self.algorithm} listed {listed}..., found {found}...)"
-        return f"ok: {self.key}"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["status"] = self.status.value
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FileCheck:
-        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        values["status"] = FileStatus(values["status"])
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """What the late-file wait saw when it stopped."""
-
-    expected: int
-    missing: list[str]
-    waited_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class FileResult:
-    """The processing of one verified file."""
-
-    key: str
-    source: str
-    ok: bool
-    reason: str = ""
-    detail: str = ""
-    rows: int = 0
-    bytes: int = 0
-    output: str = ""
-    summary: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FileResult:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-
-# --- where things go ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Layout:
-    """Every key the batch pipeline reads or writes, from the settings' prefixes."""
-
-    settings: Settings
-
-    def files_prefix(self, batch_id: str) -> str:
-        return manifest.batch_prefix(self.settings.batches_prefix, batch_id)
-
-    def object_key(self, batch_id: str, entry: FileEntry) -> str:
-        return self.files_prefix(batch_id) + entry.key
-
-    def held_manifest(self, run_id: str, manifest_key: str) -> str:
-        name = posixpath.basename(manifest_key)
-        return f"{self.settings.processing_prefix}manifests/{run_slug(run_id)}/{name}"
-
-    def run_record(self, run_id: str) -> str:
-        return f"{self.settings.state_prefix}batch-runs/{run_slug(run_id)}.json"
-
-    def batch_claim(self, batch_id: str) -> str:
-        return f"{self.settings.state_prefix}batches/{batch_id}.json"
-
-    def processed(self, batch_id: str) -> str:
-        return f"{self.settings.processed_prefix}batches/{batch_id}/"
-
-    def processed_file(self, batch_id: str, entry: FileEntry) -> str:
-        return f"{self.processed(batch_id)}files/{entry.key}"
-
-    def quarantined_batch(self, batch_id: str, run_id: str) -> str:
-        return f"{self.settings.quarantine_prefix}batches/{batch_id}/{run_slug(run_id)}/"
-
-    def refused_manifest(self, run_id: str) -> str:
-        return f"{self.settings.quarantine_prefix}manifests/{run_slug(run_id)}/"
-
-    def duplicate_manifest(self, batch_id: str, run_id: str) -> str:
-        return f"{self.settings.duplicates_prefix}manifests/{batch_id}/{run_slug(run_id)}/"
-
-
-def is_manifest_candidate(info: ObjectInfo) -> bool:
-    """A key under the manifests prefix that could be a manifest (folder markers are not)."""
-    return not info.key.endswith("/")
-
-
-def manifest_pattern(manifests_prefix: str) -> str:
-    """The sensor's wildcard: any key under the prefix except folder markers (keys ending in '/').
-
-    Filtering in the pattern rather than in a ``check_fn`` matters: a deferrable
-    S3KeySensor whose trigger fires on a folder marker and whose check then
-    refuses it re-defers, restarting its own timeout, every poke interval.
-    """
-    return f"{manifests_prefix}*[!/]"
-
-
-# --- the operations ---------------------------------------------------------------------------------
-class Batches:
-    """One bucket's manifest batches. ``clock`` and ``sleep`` are injectable for tests."""
+class BatchProcessor:
+    """One bucket's manifest batches, step by step. ``clock`` is injectable for tests."""
 
     def __init__(
-        self,
-        store: ObjectStore,
-        settings: Settings,
-        *,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        self, store: ObjectStore, settings: Settings, *, clock: Callable[[], float] = time.time
     ) -> None:
         self.store = store
         self.settings = settings
-        self.layout = Layout(settings)
+        self.layout = BatchLayout(settings)
         self.clock = clock
-        self.sleep = sleep
 
     # --- taking a manifest -------------------------------------------------------------------------
     def run_record(self, run_id: str) -> TakenManifest | None:
@@ -275,7 +73,9 @@ class Batches:
 
     def pending_manifests(self) -> list[ObjectInfo]:
         """Manifests waiting, oldest upload first (key order among equals)."""
-        found = [i for i in self.store.list_keys(self.settings.manifests_prefix) if is_manifest_candidate(i)]
+        found = [
+            i for i in self.store.list_keys(self.settings.manifests_prefix) if not is_folder_marker(i.key)
+        ]
         return sorted(found, key=lambda i: (i.last_modified or "", i.key))
 
     def take_manifest(self, run_id: str) -> TakenManifest | None:
@@ -416,17 +216,15 @@ class Batches:
         )
 
     # --- verification ------------------------------------------------------------------------------
-    def wait_for_files(self, batch: Manifest, deadline: float, poll_seconds: float) -> Arrival:
-        """Wait until every listed file is present or ``deadline`` (epoch s) passes; one LIST per look."""
+    def look_for_files(self, batch: Manifest, deadline: float, since: float) -> Arrival | None:
+        """One LIST: the arrival once every listed file is there or ``deadline`` (epoch s) has passed,
+        None while the window is open and files are missing. ``since``: when the wait began."""
         prefix = self.layout.files_prefix(batch.batch_id)
         wanted = {prefix + f.key for f in batch.files}
-        started = self.clock()
-        while True:
-            present = {info.key for info in self.store.list_keys(prefix)}
-            missing = sorted(wanted - present)
-            now = self.clock()
-            if not missing or now >= deadline:
-                return Arrival(len(wanted), [m[len(prefix) :] for m in missing], round(now - started, 3))
+        present = {info.key for info in self.store.list_keys(prefix)}
+        missing = sorted(wanted - present)
+        now = self.clock()
+        if missing and now < deadline:
             log.info(
                 "%d of %d listed files not there yet (first: %s); waiting up to %.0f s more",
                 len(missing),
@@ -434,11 +232,12 @@ class Batches:
                 missing[0],
                 deadline - now,
             )
-            self.sleep(max(0.0, min(poll_seconds, deadline - now)))
+            return None
+        return Arrival(len(wanted), [m[len(prefix) :] for m in missing], round(max(0.0, now - since), 3))
 
-    def verify_file(self, batch_id: str, entry: FileEntry) -> FileCheck:
+    def verify_file(self, batch_id: str, entry: FileEntry) -> FileVerification:
         """Is the listed file there, with its size and checksum? S3's stored checksum first, else stream."""
-        object_key = self.layout.object_key(batch_id, entry)
+        object_key = self.layout.object_key(batch_id, entry.key)
         base = {
             "key": entry.key,
             "object_key": object_key,
@@ -449,23 +248,25 @@ class Batches:
         info = self.store.head(object_key, with_checksum=True)
         if info is None:
             detail = f"{self.store.url(object_key)} does not exist"
-            return FileCheck(status=FileStatus.MISSING, detail=detail, **base)
+            return FileVerification(status=FileStatus.MISSING, detail=detail, **base)
         if info.size != entry.size:
-            return FileCheck(status=FileStatus.SIZE_MISMATCH, actual_size=info.size, **base)
+            return FileVerification(status=FileStatus.SIZE_MISMATCH, actual_size=info.size, **base)
         stored, conclusive, method = _stored_digest(info, entry.algorithm)
         if stored is not None and (stored == entry.checksum or conclusive):
             status = FileStatus.OK if stored == entry.checksum else FileStatus.CHECKSUM_MISMATCH
-            return FileCheck(
+            return FileVerification(
                 status=status, actual_size=info.size, actual_checksum=stored, method=method, **base
             )
         try:
             digest = hash_chunks(self.store.iter_chunks(object_key), entry.algorithm, prefetch=True)
         except ObjectMissing:
-            return FileCheck(status=FileStatus.MISSING, detail="deleted while it was being read", **base)
+            return FileVerification(
+                status=FileStatus.MISSING, detail="deleted while it was being read", **base
+            )
         status = FileStatus.OK if digest.hex == entry.checksum else FileStatus.CHECKSUM_MISMATCH
         if digest.size != entry.size:
             status = FileStatus.SIZE_MISMATCH  # replaced while we read it
-        return FileCheck(
+        return FileVerification(
             status=status, actual_size=digest.size, actual_checksum=digest.hex, method="streamed", **base
         )
 
@@ -478,8 +279,8 @@ class Batches:
         moves = []
         for entry in batch.files:
             for source in (
-                self.layout.object_key(batch.batch_id, entry),
-                self.layout.processed_file(batch.batch_id, entry),
+                self.layout.object_key(batch.batch_id, entry.key),
+                self.layout.processed_file(batch.batch_id, entry.key),
             ):
                 if source in present:
                     moves.append((source, f"{prefix}files/{entry.key}"))
@@ -542,51 +343,50 @@ class Batches:
                 (f"extension {checked.extension or '(none)'!r}: only .csv and .csv.gz are processed"),
             )
             return result
-        base = self.layout.processed_file(batch_id, entry)
-        output_key, summary_key = f"{base}.normalized.csv", f"{base}.summary.json"
         hasher = new_hasher(entry.algorithm)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY) as sink:
-            try:
-                stats = csv_validation.normalize(
-                    _hashed(self.store.iter_chunks(source), hasher),
-                    sink,
-                    gzipped=checked.kind is FileKind.CSV_GZIP,
-                )
-            except DataQualityError as error:
-                result.reason, result.detail = error.reason, str(error)
-                return result
+
+        def vet(stats: CsvStats) -> dict[str, Any]:
             if hasher.hexdigest() != entry.checksum:
-                result.reason = "changed_since_verification"
-                result.detail = "the bytes processed do not match the manifest's checksum (file replaced?)"
-                return result
+                raise DataQualityError(
+                    "the bytes processed do not match the manifest's checksum (file replaced?)",
+                    reason="changed_since_verification",
+                )
             if entry.rows is not None and stats.rows != entry.rows:
-                result.reason = "row_count_mismatch"
-                result.detail = f"the manifest lists {entry.rows} data rows, the file has {stats.rows}"
-                return result
+                raise DataQualityError(
+                    f"the manifest lists {entry.rows} data rows, the file has {stats.rows}",
+                    reason="row_count_mismatch",
+                )
             # The reference's flaky "Process CSV" step; its outage is retried with backoff (retry policy).
             generated = failure_generator.run_once(
                 self.settings.failure_rate, self.settings.failure_seed, attempt_label
             )
-            sink.seek(0)
-            self.store.upload_stream(output_key, sink)
-        summary = {
-            "batch_id": batch_id,
-            "source": self.store.url(self.layout.object_key(batch_id, entry)),
-            "output": self.store.url(output_key),
-            **stats.to_dict(),  # rows, columns, header, bytes, decoded_bytes, sha256
-            "run_id": taken.run_id,
-            "failure_generator_result": generated,
-            "processed_at": now_iso(self.clock()),
-        }
-        self.store.put_json(summary_key, summary)
+            return {"failure_generator_result": generated}
+
+        try:
+            written = write_outputs(
+                self.store,
+                _hashed(self.store.iter_chunks(source), hasher),
+                self.layout.processed_file(batch_id, entry.key),
+                gzipped=checked.kind is FileKind.CSV_GZIP,
+                fields={
+                    "batch_id": batch_id,
+                    "source": self.store.url(self.layout.object_key(batch_id, entry.key)),
+                    "run_id": taken.run_id,
+                },
+                before_upload=vet,
+                processed_at=now_iso(self.clock()),
+            )
+        except DataQualityError as error:
+            result.reason, result.detail = error.reason, str(error)
+            return result
         return FileResult(
             key=entry.key,
             source=result.source,
             ok=True,
-            rows=stats.rows,
-            bytes=stats.bytes,
-            output=self.store.url(output_key),
-            summary=self.store.url(summary_key),
+            rows=written.stats.rows,
+            bytes=written.stats.bytes,
+            output=written.output,
+            summary=written.summary_url,
         )
 
     def finish_batch(
@@ -596,9 +396,9 @@ class Batches:
         target = self.layout.processed(batch.batch_id)
         present = self._present(batch)
         moves = [
-            (source, self.layout.processed_file(batch.batch_id, entry))
+            (source, self.layout.processed_file(batch.batch_id, entry.key))
             for entry in batch.files
-            if (source := self.layout.object_key(batch.batch_id, entry)) in present
+            if (source := self.layout.object_key(batch.batch_id, entry.key)) in present
         ]
         self._move_all(moves)
         self._move_if_there(taken.held_key, target + "manifest.json")
@@ -636,7 +436,10 @@ class Batches:
     # --- helpers -----------------------------------------------------------------------------------
     def _current_source(self, batch_id: str, entry: FileEntry) -> str | None:
         """Where a listed file is now: its batch prefix, or processed/ if a finished step moved it."""
-        for key in (self.layout.object_key(batch_id, entry), self.layout.processed_file(batch_id, entry)):
+        for key in (
+            self.layout.object_key(batch_id, entry.key),
+            self.layout.processed_file(batch_id, entry.key),
+        ):
             if self.store.head(key) is not None:
                 return key
         return None
@@ -652,8 +455,8 @@ class Batches:
     def _remove_outputs(self, batch: Manifest, present: set[str]) -> None:
         # Derived outputs of a refused batch are not kept: consumers must never see half a batch.
         for entry in batch.files:
-            base = self.layout.processed_file(batch.batch_id, entry)
-            for key in (f"{base}.normalized.csv", f"{base}.summary.json"):
+            base = self.layout.processed_file(batch.batch_id, entry.key)
+            for key in output_keys(base):
                 if key in present:
                     self.store.delete(key)
 
@@ -689,160 +492,3 @@ def _stored_digest(info: ObjectInfo, algorithm: str) -> tuple[str | None, bool, 
         # A single-part upload's ETag is its MD5, but not with SSE-KMS: trusted only when it matches.
         return info.etag, False, "etag_md5"
     return None, False, ""
-
-
-# --- task callables: the DAG's glue from Airflow's context to the operations above --------------------
-RESUME_TASK = "resume_or_wait_for_manifest"
-SENSOR_TASK = "wait_for_manifest"
-TAKE_TASK = "take_manifest"
-READ_TASK = "read_manifest"
-
-
-def _batches() -> Batches:
-    settings = config.load()
-    return Batches(aws.object_store(settings), settings)
-
-
-def _label_map_index(file_key: str) -> None:
-    # The mapped tasks' map_index_template is "{{ file_key }}": the UI lists them by file, not by number.
-    get_current_context()["file_key"] = file_key  # type: ignore[literal-required]
-
-
-def _taken(context: dict[str, Any]) -> TakenManifest:
-    return TakenManifest.from_dict(context["ti"].xcom_pull(task_ids=TAKE_TASK))
-
-
-def _manifest(batch_id: str, files: list[dict[str, Any]]) -> Manifest:
-    return Manifest(batch_id=batch_id, files=tuple(FileEntry.from_dict(f) for f in files))
-
-
-def resume_or_wait_for_manifest(**context: Any) -> str:
-    """A re-run of a run that already took a manifest goes back to it; otherwise wait for one."""
-    earlier = _batches().run_record(context["run_id"])
-    return TAKE_TASK if earlier is not None else SENSOR_TASK
-
-
-def take_manifest_task(**context: Any) -> dict[str, Any]:
-    """Move the oldest waiting manifest out of the manifests prefix; this run owns it now."""
-    taken = _batches().take_manifest(context["run_id"])
-    if taken is None:
-        raise AirflowSkipException("no manifest is waiting (another run took it, or the sensor timed out)")
-    return taken.to_dict()
-
-
-def read_manifest_task(**context: Any) -> list[dict[str, Any]]:
-    """Parse and check the manifest; refuse a bad one, set aside a duplicate; return the files to verify.
-
-    The file list is the return value (mapped tasks expand over it); ``batch_id``,
-    ``deadline`` (epoch s) and ``verified`` are pushed beside it under those XCom keys.
-    """
-    batches = _batches()
-    taken = _taken(context)
-    if taken.outcome in {Outcome.PROCESSED, Outcome.DUPLICATE}:
-        raise AirflowSkipException(f"this run already finished: {taken.outcome} ({taken.location})")
-    if taken.outcome is not None:
-        # A failed run re-run: the same data gives the same answer; nothing is moved twice.
-        message = taken.message or str(taken.outcome)
-        raise BatchRefusedError(message, reason=taken.reason, location=taken.location)
-    batch = batches.read_manifest(taken)
-    claim = batches.batch_claim(batch.batch_id)
-    if claim is not None and claim.get("run_id") != taken.run_id:
-        raise AirflowSkipException(batches.set_aside_duplicate(taken, batch, claim).message or "duplicate")
-    log.info("batch %r: %d files, %d bytes", batch.batch_id, len(batch.files), batch.total_bytes)
-    ti = context["ti"]
-    ti.xcom_push(key="batch_id", value=batch.batch_id)
-    ti.xcom_push(key="deadline", value=taken.taken_at + batches.settings.batch_late_file_window_seconds)
-    # This run claimed the batch on an earlier try: its files passed verification then.
-    ti.xcom_push(key="verified", value=claim is not None)
-    return [f.to_dict() for f in batch.files]
-
-
-def wait_for_listed_files_task(
-    batch_id: str, files: list[dict[str, Any]], deadline: float, verified: bool
-) -> dict[str, Any]:
-    """Give late files until the window closes (``clean_zone_batch_late_file_window_seconds``)."""
-    if verified:
-        return Arrival(len(files), [], 0.0).to_dict()
-    batches = _batches()
-    arrival = batches.wait_for_files(
-        _manifest(batch_id, files), deadline, batches.settings.sensor_poke_interval_seconds
-    )
-    if arrival.missing:
-        log.warning("window closed with %d of %d files missing", len(arrival.missing), arrival.expected)
-    return arrival.to_dict()
-
-
-def verify_file_task(entry: dict[str, Any], batch_id: str, verified: bool) -> dict[str, Any]:
-    """One listed file: present, with its size and checksum (mapped: one task per file)."""
-    file_entry = FileEntry.from_dict(entry)
-    _label_map_index(file_entry.key)
-    if verified:
-        object_key = Layout(config.load()).object_key(batch_id, file_entry)
-        earlier = FileCheck(
-            key=file_entry.key,
-            object_key=object_key,
-            status=FileStatus.OK,
-            expected_size=file_entry.size,
-            method="verified_earlier",
-        )
-        return earlier.to_dict()
-    check = _batches().verify_file(batch_id, file_entry)
-    log.info("%s", check.describe())
-    return check.to_dict()
-
-
-def accept_or_quarantine_batch_task(
-    checks: Iterable[dict[str, Any]], batch_id: str, files: list[dict[str, Any]], **context: Any
-) -> dict[str, Any]:
-    """Every file verified: claim the batch. Any problem: quarantine the whole batch and fail (one alert)."""
-    batches = _batches()
-    taken = _taken(context)
-    batch = _manifest(batch_id, files)
-    results = [FileCheck.from_dict(c) for c in checks]
-    problems = [{"problem": c.describe(), **c.to_dict()} for c in results if not c.ok]
-    if problems:
-        raise batches.quarantine_batch(taken, batch, problems, stage="verification")
-    if not batches.claim_batch(taken, batch):
-        claim = batches.batch_claim(batch_id) or {}
-        raise AirflowSkipException(batches.set_aside_duplicate(taken, batch, claim).message or "duplicate")
-    return {
-        "batch_id": batch_id,
-        "files": len(results),
-        "bytes": batch.total_bytes,
-        "methods": {m: sum(1 for c in results if c.method == m) for m in {c.method for c in results}},
-    }
-
-
-def process_file_task(entry: dict[str, Any], batch_id: str, **context: Any) -> dict[str, Any]:
-    """One verified file through the single-file steps: extension check, CSV validation, processing."""
-    file_entry = FileEntry.from_dict(entry)
-    _label_map_index(file_entry.key)
-    ti = context["ti"]
-    label = f"{context['run_id']}|{batch_id}/{file_entry.key}|{ti.try_number}"
-    result = _batches().process_file(_taken(context), batch_id, file_entry, label)
-    if not result.ok:
-        log.warning("%s: %s (%s)", file_entry.key, result.reason, result.detail)
-    return result.to_dict()
-
-
-def finish_batch_task(
-    results: Iterable[dict[str, Any]], batch_id: str, files: list[dict[str, Any]], **context: Any
-) -> dict[str, Any]:
-    """All processed: write the batch summary beside the outputs. Any file refused: quarantine the batch."""
-    batches = _batches()
-    taken = _taken(context)
-    batch = _manifest(batch_id, files)
-    processed = [FileResult.from_dict(r) for r in results]
-    failed = [{"problem": f"{r.reason}: {r.key} ({r.detail})", **r.to_dict()} for r in processed if not r.ok]
-    if failed:
-        raise batches.quarantine_batch(taken, batch, failed, stage="processing")
-    summary = batches.finish_batch(taken, batch, processed)
-    log.info(
-        "batch %r processed: %d files, %d rows, %d bytes in %.1f s",
-        batch_id,
-        summary["files"],
-        summary["rows"],
-        summary["bytes"],
-        summary["duration_seconds"],
-    )
-    return {k: v for k, v in summary.items() if k != "outputs"}

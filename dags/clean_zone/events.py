@@ -13,11 +13,15 @@ Messages may come wrapped in an SNS envelope (``{"Type": "Notification", "Messag
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
+
+from clean_zone.keys import is_folder_marker
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,19 @@ def objects_created(messages: Iterable[dict[str, Any]], bucket: str, prefix: str
     for message in messages:
         for item in parse_message_body(str(message.get("Body", ""))):
             marker = (item.bucket, item.key, item.etag)
-            if item.bucket != bucket or not item.key.startswith(prefix) or item.key.endswith("/"):
+            if item.bucket != bucket or not item.key.startswith(prefix) or is_folder_marker(item.key):
                 continue
             if marker not in seen:
                 seen.add(marker)
                 found.append(item)
     return found
+
+
+def pipeline_run_id(bucket: str, key: str, upload_marker: str | None) -> str:
+    """One file-pipeline run id per upload (``upload_marker``: its time, and its ETag where known).
+
+    A sensor firing twice, or an event delivered twice, cannot start it twice.
+    """
+    digest = hashlib.sha256(f"{bucket}/{key}@{upload_marker}".encode()).hexdigest()[:16]
+    stamp = re.sub(r"[^0-9T]", "", (upload_marker or "")[:19])
+    return f"s3__{stamp}__{digest}"

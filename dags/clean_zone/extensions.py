@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from clean_zone.keys import is_folder_marker
+
 
 class FileKind(StrEnum):
     CSV = "csv"
@@ -31,8 +33,8 @@ class FileKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class FileCheck:
-    """What the extension check returns (pushed to XCom as a dict)."""
+class ExtensionCheck:
+    """What the extension check returns (passed on as a dict)."""
 
     bucket: str
     key: str
@@ -44,10 +46,6 @@ class FileCheck:
         data = asdict(self)
         data["kind"] = self.kind.value
         return data
-
-
-def is_folder_marker(key: str, size: int) -> bool:
-    return key.endswith("/") and size == 0
 
 
 def extension_of(key: str) -> str:
@@ -75,7 +73,7 @@ def classify_key(key: str, size: int) -> FileKind:
     return FileKind.OTHER
 
 
-def check_file(bucket: str, key: str, size: int) -> FileCheck:
-    return FileCheck(
+def check_file(bucket: str, key: str, size: int) -> ExtensionCheck:
+    return ExtensionCheck(
         bucket=bucket, key=key, size=size, extension=extension_of(key), kind=classify_key(key, size)
     )

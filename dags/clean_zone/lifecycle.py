@@ -30,27 +30,26 @@ finds a finished record and goes to ``duplicates/``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from clean_zone.clock import now_iso
 from clean_zone.config import Settings
 from clean_zone.failures import PipelineError
+from clean_zone.keys import (
+    MAX_KEY_BYTES,
+    Place,
+    is_folder_marker,
+    ledger_key,
+    longest_derived_key,
+    place_key,
+    reason_key,
+    relative_key,
+    run_record_key,
+    too_long_key,
+)
 from clean_zone.storage import ObjectInfo, ObjectMissing, ObjectStore
-
-
-class Place(StrEnum):
-    PROCESSING = "processing"
-    PROCESSED = "processed"
-    REJECTED = "rejected"
-    QUARANTINE = "quarantine"
-    DUPLICATES = "duplicates"
-
-    @property
-    def terminal(self) -> bool:
-        return self is not Place.PROCESSING
 
 
 class ClaimOutcome(StrEnum):
@@ -88,42 +87,6 @@ def _version(info: ObjectInfo) -> str:
     return info.version_id or info.last_modified or ""
 
 
-# S3 refuses keys over 1,024 bytes (UTF-8); a place's prefix and an output's suffix lengthen a key.
-MAX_KEY_BYTES = 1024
-LONGEST_SUFFIX = ".normalized.csv"
-TOO_LONG_FOLDER = "_key_too_long/"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def relative_key(key: str, landing_prefix: str) -> str:
-    """``key`` below the landing prefix; a key from elsewhere keeps its whole name."""
-    return key[len(landing_prefix) :] if key.startswith(landing_prefix) else key
-
-
-def place_key(settings: Settings, place: Place, rel: str) -> str:
-    prefix = {
-        Place.PROCESSING: settings.processing_prefix,
-        Place.PROCESSED: settings.processed_prefix,
-        Place.REJECTED: settings.rejected_prefix,
-        Place.QUARANTINE: settings.quarantine_prefix,
-        Place.DUPLICATES: settings.duplicates_prefix,
-    }[place]
-    return prefix + rel
-
-
-def reason_key(settings: Settings, place: Place, rel: str) -> str:
-    return place_key(settings, place, rel) + ".reason.json"
-
-
-def ledger_key(settings: Settings, key: str, etag: str) -> str:
-    # Hash the key: S3 keys may hold characters and lengths a nested key could not.
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    return f"{settings.state_prefix}objects/{digest}/{etag}.json"
-
-
 class Lifecycle:
     """Moves one bucket's files through their places, keeping the ledger."""
 
@@ -149,9 +112,9 @@ class Lifecycle:
             ):
                 return ClaimOutcome.TAKEN, None
             return outcome, claim
-        if key.endswith("/") and info.size == 0:
+        if is_folder_marker(key, info.size):
             return ClaimOutcome.IGNORED, None
-        if self.longest_derived_key(rel) > MAX_KEY_BYTES:
+        if longest_derived_key(self.settings, rel) > MAX_KEY_BYTES:
             return ClaimOutcome.KEY_TOO_LONG, self._reject_long_key(key, info, run_id)
         record_key = ledger_key(self.settings, key, info.etag)
         record = {
@@ -175,14 +138,9 @@ class Lifecycle:
             return ClaimOutcome.DUPLICATE, None
         return ClaimOutcome.CLAIMED, self._move_to_processing(key, rel, info, run_id)
 
-    def longest_derived_key(self, rel: str) -> int:
-        """Bytes of the longest key this file would get in any of its places."""
-        prefixes = [place_key(self.settings, place, "") for place in Place]
-        return max(len(p.encode()) for p in prefixes) + len(rel.encode()) + len(LONGEST_SUFFIX)
-
     def _reject_long_key(self, key: str, info: ObjectInfo, run_id: str) -> Claim:
         """Keep the file, under a name S3 accepts, with its real key in the reason sidecar."""
-        rel = TOO_LONG_FOLDER + hashlib.sha256(key.encode()).hexdigest()
+        rel = too_long_key(key)
         target = place_key(self.settings, Place.REJECTED, rel)
         reason = {
             "reason": "key_too_long",
@@ -199,14 +157,16 @@ class Lifecycle:
     def _move_to_processing(self, key: str, rel: str, info: ObjectInfo, run_id: str) -> Claim:
         target = place_key(self.settings, Place.PROCESSING, rel)
         # Record first: a retry after a crash mid-move must still find its claim.
-        self.store.put_json(self._run_record_key(run_id), {"key": key, "etag": info.etag, "size": info.size})
+        self.store.put_json(
+            run_record_key(self.settings, run_id), {"key": key, "etag": info.etag, "size": info.size}
+        )
         if key != target:
             self.store.move(key, target)
         return Claim(self.store.bucket, key, rel, info.size, info.etag, run_id, self.store.url(target))
 
     def _resume_elsewhere(self, key: str, rel: str, run_id: str) -> tuple[ClaimOutcome, Claim | None]:
         """The key is gone: a retry of our own claim finds the file already moved on."""
-        record_key = self._run_record_key(run_id)
+        record_key = run_record_key(self.settings, run_id)
         if self.store.head(record_key) is None:
             return ClaimOutcome.GONE, None
         mine = self.store.get_json(record_key)
@@ -218,10 +178,6 @@ class Lifecycle:
         return ClaimOutcome.RESUMED, Claim(
             self.store.bucket, key, rel, int(mine["size"]), mine["etag"], run_id, self.store.url(where)
         )
-
-    def _run_record_key(self, run_id: str) -> str:
-        digest = hashlib.sha256(run_id.encode()).hexdigest()
-        return f"{self.settings.state_prefix}runs/{digest}.json"
 
     def _finish_duplicate(self, key: str, rel: str, existing: dict[str, Any]) -> None:
         reason = {

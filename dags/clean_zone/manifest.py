@@ -34,6 +34,7 @@ from jsonschema import Draft202012Validator
 
 from clean_zone.failures import DataQualityError
 from clean_zone.hashing import ALGORITHMS, ChecksumFormatError, normalize_digest
+from clean_zone.keys import MAX_KEY_BYTES, batch_prefix, is_folder_marker
 
 MANIFEST_VERSION = 1
 # One verification task per file, and Airflow refuses to map more than
@@ -43,7 +44,6 @@ MAX_FILES = 1000
 # A 1000-entry manifest is about 250 KB; 8 MiB leaves room for long keys and
 # extension fields while refusing to read an arbitrary object into memory.
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
-MAX_S3_KEY_BYTES = 1024
 # A report names every problem up to this many; beyond it, it counts them.
 MAX_REPORTED_PROBLEMS = 200
 
@@ -196,11 +196,6 @@ class Manifest:
         )
 
 
-def batch_prefix(batches_prefix: str, batch_id: str) -> str:
-    """Where a batch's files are: ``<batches_prefix><batch_id>/``."""
-    return f"{batches_prefix}{batch_id}/"
-
-
 @cache
 def schema() -> dict[str, Any]:
     """The published JSON Schema (version 1)."""
@@ -228,7 +223,7 @@ _KEY_RULES: tuple[tuple[Callable[[str, list[str]], bool], Reason, str], ...] = (
     (lambda _, parts: ".." in parts, _ESCAPES, "has a '..' segment that leaves the batch prefix"),
     (lambda key, _: bool(_CONTROL.search(key)), Reason.INVALID_KEY, "contains control characters"),
     (lambda key, _: "\\" in key, Reason.INVALID_KEY, "contains a backslash; separate folders with '/'"),
-    (lambda key, _: key.endswith("/"), Reason.INVALID_KEY, "ends with '/': that is a folder, not a file"),
+    (lambda key, _: is_folder_marker(key), Reason.INVALID_KEY, "ends with '/': that is a folder, not a file"),
     (lambda _, parts: "." in parts, Reason.INVALID_KEY, "has a '.' segment; write the plain relative path"),
     (lambda _, parts: "" in parts, Reason.INVALID_KEY, "has an empty segment ('//' or nothing at all)"),
 )
@@ -410,8 +405,8 @@ def _semantic_problems(
                 "(its checksum would have to include itself)"
             )
             yield Problem(Reason.LISTS_ITSELF, message, where)
-        if prefix and len((prefix + key).encode("utf-8")) > MAX_S3_KEY_BYTES:
-            message = f"{prefix + key!r} is longer than S3's {MAX_S3_KEY_BYTES}-byte key limit"
+        if prefix and len((prefix + key).encode("utf-8")) > MAX_KEY_BYTES:
+            message = f"{prefix + key!r} is longer than S3's {MAX_KEY_BYTES}-byte key limit"
             yield Problem(Reason.INVALID_KEY, message, where)
 
 

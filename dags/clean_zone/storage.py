@@ -4,7 +4,7 @@
 (never reads a whole object into memory), copies before it deletes, and
 turns S3's error codes into the project's failure classes so retries treat
 them right. It does not import Airflow: tasks build the client through
-:func:`clean_zone.aws.client`, scripts through plain boto3.
+:func:`clean_zone.airflow_glue.aws.client`, scripts through plain boto3.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Three measurements, printed as a table (``--json`` for machines):
 
 * **verify**: a 1,000-entry manifest (the most a batch may list) is parsed, the late-file wait
   looks once (one LIST), and every file is verified by the pipeline's own code
-  (``Batches.verify_file``), ``--parallel`` at a time as the DAG's mapped tasks are bounded
+  (``BatchProcessor.verify_file``), ``--parallel`` at a time as the DAG's mapped tasks are bounded
   (``clean_zone_batch_max_parallel_verifications``, default 16). Once with S3's stored SHA-256
   (a HEAD per file) and once by streaming and hashing every file (HEAD + GET). Airflow's own
   per-task overhead is not in these figures: this is the S3 and hashing work a batch costs.
@@ -49,7 +49,7 @@ import boto3
 from botocore.config import Config
 
 from clean_zone import manifest
-from clean_zone.batch import Batches, FileStatus
+from clean_zone.batch import BatchProcessor, FileStatus
 from clean_zone.config import Settings
 from clean_zone.hashing import hash_chunks, hash_file
 from clean_zone.manifest import FileEntry
@@ -119,7 +119,7 @@ def upload_batch(
 
 
 def bench_verify(store: ObjectStore, files: int, size: int, parallel: int) -> list[dict[str, Any]]:
-    batches = Batches(store, Settings(bucket=store.bucket))
+    batches = BatchProcessor(store, Settings(bucket=store.bucket))
     rows = []
     for label, stored in (("S3 stored SHA-256 (HEAD)", True), ("streamed and hashed (HEAD+GET)", False)):
         batch_id = "stored" if stored else "streamed"

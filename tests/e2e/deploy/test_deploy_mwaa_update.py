@@ -17,6 +17,7 @@ from clean_zone_tools.mwaa_deploy.apply import DeployFailedError
 from clean_zone_tools.mwaa_deploy.plan import DeployRefusedError
 from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 from clean_zone_tools.mwaa_deploy.record import RecordStore
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.e2e
 
@@ -70,21 +71,6 @@ def mwaa_client() -> Any:
     )
 
 
-class FakeTime:
-    """Injected sleep/clock: the wait loop's pauses are recorded, not slept."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
-
-
 def versions_in_bucket(s3: Any, bucket: str) -> dict[str, str]:
     keys_by_role = {"plugins": "plugins.zip", "requirements": "requirements.txt", "startup": "startup.sh"}
     return {role: s3.head_object(Bucket=bucket, Key=key)["VersionId"] for role, key in keys_by_role.items()}
@@ -94,7 +80,7 @@ def test_update_names_exactly_the_new_versions_then_waits_then_syncs_dags(
     s3: Any, bucket: str, project: ProjectLayout
 ) -> None:
     mwaa = mwaa_client()
-    clock = FakeTime()
+    clock = FakeClock(start=0.0)
     first_update: dict[str, Captured] = {
         name: Captured()
         for name in ("PluginsS3ObjectVersion", "RequirementsS3ObjectVersion", "StartupScriptS3ObjectVersion")
@@ -171,7 +157,7 @@ def test_a_failed_update_is_reported_and_the_dags_are_left_alone(
     s3: Any, bucket: str, project: ProjectLayout
 ) -> None:
     mwaa = mwaa_client()
-    clock = FakeTime()
+    clock = FakeClock(start=0.0)
     with Stubber(mwaa) as stub:
         stub.add_response("get_environment", environment(bucket), {"Name": ENV})
         stub.add_response(
@@ -257,7 +243,7 @@ def test_no_update_uploads_but_leaves_the_environment_and_the_next_deploy_applie
     s3: Any, bucket: str, project: ProjectLayout
 ) -> None:
     mwaa = mwaa_client()
-    clock = FakeTime()
+    clock = FakeClock(start=0.0)
     with Stubber(mwaa) as stub:
         stub.add_response("get_environment", environment(bucket), {"Name": ENV})
         run = deploy(s3, bucket, project, update=False, environment=ENV, mwaa=mwaa)

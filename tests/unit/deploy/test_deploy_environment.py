@@ -11,6 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from clean_zone_tools.mwaa_deploy import environment
+from tests.support.clock import FakeClock
 
 NAME = "clean-zone"
 NOW = datetime.now(UTC)
@@ -33,20 +34,7 @@ def mwaa() -> Any:
     )
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
-
-
-def wait(mwaa: Any, fake: FakeTime, lines: list[str], **options: Any) -> environment.EnvironmentInfo:
+def wait(mwaa: Any, fake: FakeClock, lines: list[str], **options: Any) -> environment.EnvironmentInfo:
     return environment.wait_until_available(
         mwaa, NAME, requested_at=NOW, progress=lines.append, sleep=fake.sleep, clock=fake.clock, **options
     )
@@ -86,7 +74,7 @@ def test_the_update_request_names_only_what_changed(mwaa: Any) -> None:
 
 
 def test_waits_through_updating_until_available_with_progress(mwaa: Any) -> None:
-    fake, lines = FakeTime(), []
+    fake, lines = FakeClock(start=0.0), []
     with Stubber(mwaa) as stub:
         for status in ("UPDATING", "UPDATING", "UPDATING"):
             stub.add_response("get_environment", env(status), {"Name": NAME})
@@ -120,7 +108,7 @@ def test_a_failed_update_raises_with_mwaas_error(mwaa: Any) -> None:
         stub.add_response("get_environment", env("ROLLING_BACK"), {"Name": NAME})
         stub.add_response("get_environment", env("AVAILABLE", failure), {"Name": NAME})
         with pytest.raises(environment.UpdateFailedError) as failed:
-            wait(mwaa, FakeTime(), [])
+            wait(mwaa, FakeClock(start=0.0), [])
 
     assert str(failed.value) == "INCORRECT_CONFIGURATION: plugins.zip: cannot import my_plugin"
 
@@ -135,7 +123,7 @@ def test_update_failed_status_raises(mwaa: Any) -> None:
             ),
         )
         with pytest.raises(environment.UpdateFailedError, match="X: y"):
-            wait(mwaa, FakeTime(), [])
+            wait(mwaa, FakeClock(start=0.0), [])
 
 
 def test_an_old_last_update_is_not_mistaken_for_ours(mwaa: Any) -> None:
@@ -149,13 +137,13 @@ def test_an_old_last_update_is_not_mistaken_for_ours(mwaa: Any) -> None:
         stub.add_response("get_environment", env("AVAILABLE", yesterday))
         stub.add_response("get_environment", env("UPDATING", yesterday))
         stub.add_response("get_environment", env("AVAILABLE", {"Status": "SUCCESS", "CreatedAt": NOW}))
-        info = wait(mwaa, FakeTime(), [])
+        info = wait(mwaa, FakeClock(start=0.0), [])
 
     assert info.last_update["Status"] == "SUCCESS"
 
 
 def test_gives_up_after_the_timeout(mwaa: Any) -> None:
-    fake = FakeTime()
+    fake = FakeClock(start=0.0)
     with Stubber(mwaa) as stub:
         for _ in range(4):
             stub.add_response("get_environment", env("UPDATING"))

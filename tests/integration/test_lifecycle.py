@@ -8,7 +8,8 @@ import pytest
 
 from clean_zone.config import Settings
 from clean_zone.failures import DataQualityError
-from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle, Place, ledger_key, place_key, reason_key
+from clean_zone.keys import Place, ledger_key, place_key, reason_key
+from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle
 from clean_zone.storage import ObjectInfo, ObjectMissing, ObjectStore
 
 RUN_A = "manual__2026-01-01T04:12:00+00:00"

@@ -45,8 +45,9 @@ class StepFunctionsRetryPolicy(RetryPolicy):
         return {"__type": type(self).__name__, "retriers": [r.describe() for r in self.retriers]}
 
 
-def failure_generator_retriers(settings: Settings) -> list[Retrier]:
-    """The chapter's backoff (10 s, rate 1.5 by default) for the flaky step and endpoints."""
+def standard_retriers(settings: Settings) -> list[Retrier]:
+    """Every task's retriers: exponential backoff (10 s, rate 1.5 by default) on endpoint errors
+    (the failure generator's outage among them), bounded patience on dependency errors."""
     transient = Retrier(
         error_equals=(FailureClass.ENDPOINT,),
         interval_seconds=settings.retry_interval_seconds,
@@ -78,4 +79,4 @@ def reference_state_machine_retriers() -> list[Retrier]:
 
 def standard_policy(settings: Settings) -> StepFunctionsRetryPolicy:
     """Every task's policy: back off on endpoint and dependency trouble; fail at once on the rest."""
-    return StepFunctionsRetryPolicy(failure_generator_retriers(settings))
+    return StepFunctionsRetryPolicy(standard_retriers(settings))

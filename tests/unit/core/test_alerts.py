@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
-import socket
 from dataclasses import replace
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from clean_zone.alerts import SUBJECT_LIMIT, Alert, parse_sns_envelope, publish, task_log_url
+from clean_zone.alerts import SUBJECT_LIMIT, parse_sns_envelope, task_log_url
 from clean_zone.failures import FailureClass
+from tests.support.alerts import RUN_ID, make_alert
 
-RUN_ID = "manual__2026-01-01T04:12:00+00:00"
 SNS_MESSAGE_LIMIT = 256 * 1024
-
-
-def make_alert(**overrides: Any) -> Alert:
-    values: dict[str, Any] = {
-        "dag_id": "clean_zone_file_pipeline",
-        "task_id": "run_failure_generator",
-        "run_id": RUN_ID,
-        "try_number": 5,
-        "max_tries": 5,
-        "failure_class": FailureClass.ENDPOINT,
-        "error_type": "SimulatedOutage",
-        "error": "failure generator: 10 / 0 raised ZeroDivisionError (division by zero)",
-        "log_url": task_log_url(
-            "http://localhost:8080", "clean_zone_file_pipeline", RUN_ID, "run_failure_generator", 5
-        ),
-        "s3_object": "s3://clean-zone/landing/partner/orders 2026+01.csv",
-        "s3_location": "s3://clean-zone/processing/partner/orders 2026+01.csv",
-    }
-    values.update(overrides)
-    return Alert(**values)
 
 
 # --- subject -----------------------------------------------------------------
@@ -160,60 +135,6 @@ def test_task_log_url_of_a_mapped_task() -> None:
 
 
 # --- publishing --------------------------------------------------------------
-
-
-def test_publish_reaches_the_subscriber(provisioned: Any, alerts_inbox: Any) -> None:
-    sns = boto3.client("sns", region_name=provisioned.region)
-    alert = make_alert(dag_id="pipeline_données_" + "x" * 200, failure_class=FailureClass.DATA_QUALITY)
-    message_id = publish(sns, provisioned.failure_topic_arn, alert)
-    assert message_id
-    received = alerts_inbox.receive(wait_seconds=5, expect=1)
-    assert len(received) == 1
-    assert received[0]["subject"] == alert.subject()
-    assert received[0]["message"] == alert.message()
-    assert received[0]["attributes"] == {
-        "severity": "warning",
-        "failure_class": "data_quality",
-        "dag_id": alert.dag_id,
-        "task_id": "run_failure_generator",
-    }
-
-
-def test_publish_of_a_huge_error_still_arrives(provisioned: Any, alerts_inbox: Any) -> None:
-    sns = boto3.client("sns", region_name=provisioned.region)
-    assert publish(sns, provisioned.failure_topic_arn, make_alert(error="y" * 300_000))
-    [received] = alerts_inbox.receive(wait_seconds=5, expect=1)
-    assert "more characters; see the log" in received["message"]
-
-
-def test_publish_to_a_missing_topic_logs_and_returns_none(
-    provisioned: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    sns = boto3.client("sns", region_name=provisioned.region)
-    missing = provisioned.failure_topic_arn + "-does-not-exist"
-    with caplog.at_level(logging.ERROR, logger="clean_zone.alerts"):
-        assert publish(sns, missing, make_alert()) is None
-    assert f"could not publish the failure alert to {missing}" in caplog.text
-    assert "NotFound" in caplog.text
-    assert "Try:           5 of 5" in caplog.text  # the alert itself is kept in the log
-
-
-def test_publish_to_an_unreachable_endpoint_logs_and_returns_none(
-    aws_env: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    sns = boto3.client(
-        "sns",
-        region_name="us-east-1",
-        endpoint_url=f"http://127.0.0.1:{port}",  # nothing listens there
-        config=Config(retries={"max_attempts": 0}, connect_timeout=1),
-    )
-    with caplog.at_level(logging.ERROR, logger="clean_zone.alerts"):
-        assert publish(sns, "arn:aws:sns:us-east-1:123456789012:clean-zone-failures", make_alert()) is None
-    assert "could not publish the failure alert" in caplog.text
-    assert "EndpointConnectionError" in caplog.text
 
 
 def test_parse_sns_envelope() -> None:

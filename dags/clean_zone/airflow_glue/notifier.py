@@ -13,8 +13,8 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 
 from clean_zone import config
+from clean_zone.airflow_glue.aws import client
 from clean_zone.alerts import Alert, publish, task_log_url
-from clean_zone.aws import client
 from clean_zone.failures import FailureClass, classify
 
 

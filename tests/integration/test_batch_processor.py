@@ -1,4 +1,4 @@
-"""Batch operations against the moto server: taking a manifest, the late-file window (with a clock
+"""BatchProcessor against the moto server: taking a manifest, the late-file window (with a clock
 under the test's control), verification by S3 checksum or by streaming, quarantine, processing,
 the summary, and re-runs that must change nothing."""
 
@@ -16,45 +16,17 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from clean_zone import manifest
-from clean_zone.batch import (
-    Batches,
-    FileStatus,
-    Layout,
-    Outcome,
-    _stored_digest,
-    manifest_pattern,
-    run_slug,
-)
+from clean_zone.batch import BatchProcessor, _stored_digest
+from clean_zone.batch_records import FileStatus, Outcome
 from clean_zone.config import Settings
 from clean_zone.failures import EndpointError
+from clean_zone.keys import BatchLayout, run_slug
 from clean_zone.manifest import FileEntry, Manifest, ManifestError
 from clean_zone.storage import ObjectInfo, ObjectStore
+from tests.support.clock import FakeClock
 
 CSV = b"id,name\n1,alpha\n2,beta\n"
 RUN = "manual__2026-09-14T06:00:00+00:00"
-
-
-class Clock:
-    """Time that passes only when the code under test sleeps; ``at`` runs actions at given times."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-        self.actions: list[tuple[float, Any]] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        for when, action in list(self.actions):
-            if self.now >= when:
-                self.actions.remove((when, action))
-                action()
-
-    def at(self, when: float, action: Any) -> None:
-        self.actions.append((when, action))
 
 
 @pytest.fixture
@@ -75,13 +47,13 @@ def settings(store: ObjectStore) -> Settings:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def batches(store: ObjectStore, settings: Settings, clock: Clock) -> Batches:
-    return Batches(store, settings, clock=clock, sleep=clock.sleep)
+def batches(store: ObjectStore, settings: Settings, clock: FakeClock) -> BatchProcessor:
+    return BatchProcessor(store, settings, clock=clock)
 
 
 def entry(key: str, body: bytes, *, algorithm: str = "SHA256", rows: int | None = None) -> FileEntry:
@@ -110,24 +82,6 @@ def keys(store: ObjectStore, prefix: str = "") -> set[str]:
 
 
 # --- small pure pieces ------------------------------------------------------------------------------
-
-
-def test_run_slugs_are_key_safe_readable_and_distinct():
-    slug = run_slug(RUN)
-    assert slug.startswith("manual__2026-09-14T06-00-00-00-00-")
-    assert "/" not in slug and ":" not in slug and "+" not in slug
-    assert run_slug(RUN) == slug
-    assert run_slug("a/b") != run_slug("a:b")  # same readable part, different runs
-
-
-def test_the_sensor_pattern_skips_folder_markers():
-    from fnmatch import fnmatch
-
-    pattern = manifest_pattern("manifests/")
-    assert fnmatch("manifests/acme.json", pattern)
-    assert fnmatch("manifests/acme/2026-09-14.json", pattern)
-    assert not fnmatch("manifests/", pattern)
-    assert not fnmatch("manifests/acme/", pattern)
 
 
 def test_only_a_full_object_checksum_is_conclusive_about_a_difference():
@@ -213,30 +167,38 @@ def test_a_manifest_over_the_size_limit_is_refused_without_reading_it(batches, s
 def test_a_late_file_inside_the_window_is_waited_for(batches, store, clock):
     batch = deliver(store, "b1", {"a.csv": CSV})
     batch = Manifest("b1", (*batch.files, entry("late.csv", CSV)))
-    clock.at(clock.now + 7, lambda: store.put_bytes("batches/b1/late.csv", CSV))
+    since, deadline = clock.now, clock.now + 30
 
-    arrival = batches.wait_for_files(batch, deadline=clock.now + 30, poll_seconds=5)
+    assert batches.look_for_files(batch, deadline, since) is None  # still waiting: the sensor reschedules
+    clock.advance(7)
+    store.put_bytes("batches/b1/late.csv", CSV)
+    arrival = batches.look_for_files(batch, deadline, since)
 
+    assert arrival is not None
     assert arrival.missing == []
-    assert arrival.waited_seconds == 10  # two polls of 5 s
-    assert clock.sleeps == [5, 5]
+    assert arrival.waited_seconds == 7
 
 
 def test_files_still_missing_when_the_window_closes_are_reported(batches, store, clock):
     batch = Manifest("b1", (entry("a.csv", CSV), entry("never.csv", CSV), entry("sub/gone.csv", CSV)))
     deliver(store, "b1", {"a.csv": CSV})
+    since, deadline = clock.now, clock.now + 12
 
-    arrival = batches.wait_for_files(batch, deadline=clock.now + 12, poll_seconds=5)
+    clock.advance(11.9)
+    assert batches.look_for_files(batch, deadline, since) is None
+    clock.advance(0.1)
+    arrival = batches.look_for_files(batch, deadline, since)
 
+    assert arrival is not None
     assert arrival.missing == ["never.csv", "sub/gone.csv"]
-    assert clock.sleeps == [5, 5, 2]  # the last sleep ends exactly at the deadline
+    assert arrival.expected == 3
     assert arrival.waited_seconds == 12
 
 
-def test_a_window_already_closed_looks_once_and_does_not_wait(batches, store, clock):
+def test_a_window_already_closed_ends_the_wait_at_the_first_look(batches, store, clock):
     batch = Manifest("b1", (entry("never.csv", CSV),))
-    assert batches.wait_for_files(batch, deadline=clock.now - 1, poll_seconds=5).missing == ["never.csv"]
-    assert clock.sleeps == []
+    arrival = batches.look_for_files(batch, deadline=clock.now - 1, since=clock.now)
+    assert arrival is not None and arrival.missing == ["never.csv"]
 
 
 # --- verification -----------------------------------------------------------------------------------
@@ -298,7 +260,7 @@ def test_missing_resized_and_altered_files_fail_verification(batches, store, del
 # --- quarantine, claim, processing, finishing -------------------------------------------------------
 
 
-def _taken(batches: Batches, store: ObjectStore, batch: Manifest, run_id: str = RUN) -> Any:
+def _taken(batches: BatchProcessor, store: ObjectStore, batch: Manifest, run_id: str = RUN) -> Any:
     put_manifest(store, f"{batch.batch_id}.json", batch)
     taken = batches.take_manifest(run_id)
     assert taken is not None
@@ -376,7 +338,7 @@ def test_a_file_replaced_after_verification_is_not_processed(batches, store):
 
 
 def test_the_failure_generators_outage_is_an_endpoint_error_to_retry(store, clock):
-    flaky = Batches(store, Settings(bucket=store.bucket, failure_rate=1.0), clock=clock, sleep=clock.sleep)
+    flaky = BatchProcessor(store, Settings(bucket=store.bucket, failure_rate=1.0), clock=clock)
     batch = deliver(store, "b1", {"a.csv": CSV})
     taken = _taken(flaky, store, batch)
     with pytest.raises(EndpointError):
@@ -414,8 +376,9 @@ def test_finishing_resumes_after_a_partial_move(batches, store):
     batch = deliver(store, "b1", {"a.csv": CSV, "b.csv": CSV})
     taken = _taken(batches, store, batch)
     results = [batches.process_file(taken, "b1", e, "label") for e in batch.files]
-    layout = Layout(batches.settings)
-    store.move("batches/b1/a.csv", layout.processed_file("b1", batch.files[0]))  # the first try got this far
+    layout = BatchLayout(batches.settings)
+    # The first try got this far.
+    store.move("batches/b1/a.csv", layout.processed_file("b1", batch.files[0].key))
 
     batches.finish_batch(taken, batch, results)
 

@@ -11,14 +11,14 @@ from airflow.sdk import RetryDecision, RetryPolicy
 from airflow.sdk.definitions.retry_policy import RetryAction
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from clean_zone.config import Settings
-from clean_zone.failure_generator import SimulatedOutage
-from clean_zone.failures import DataQualityError, DependencyError, EndpointError, InvalidFileError
-from clean_zone.retry_policy import (
+from clean_zone.airflow_glue.retry_policy import (
     StepFunctionsRetryPolicy,
     reference_state_machine_retriers,
     standard_policy,
 )
+from clean_zone.config import Settings
+from clean_zone.failure_generator import SimulatedOutage
+from clean_zone.failures import DataQualityError, DependencyError, EndpointError, InvalidFileError
 
 DEFAULTS = Settings()
 
@@ -45,7 +45,7 @@ def test_invalid_input_and_bugs_fail_at_once() -> None:
         assert evaluate(policy, error, 1).action is RetryAction.FAIL
 
 
-def test_endpoint_errors_retry_with_the_exact_chapter_delays() -> None:
+def test_endpoint_errors_retry_with_the_exact_default_delays() -> None:
     policy = standard_policy(DEFAULTS)
     delays = [evaluate(policy, EndpointError("S3 timed out"), n).retry_delay for n in (1, 2, 3, 4)]
     assert delays == [

@@ -14,8 +14,8 @@ from clean_zone.failure_generator import SimulatedOutage
 from clean_zone.failures import DataQualityError, DependencyError, EndpointError, FailureClass
 
 
-def chapter_retrier(**overrides: object) -> Retrier:
-    """The chapter's example: 10 s, rate 1.5, four retries."""
+def default_retrier(**overrides: object) -> Retrier:
+    """The default backoff (as in the reference book's example): 10 s, rate 1.5, four retries."""
     values: dict[str, object] = {
         "error_equals": (FailureClass.ENDPOINT,),
         "interval_seconds": 10,
@@ -29,12 +29,12 @@ def chapter_retrier(**overrides: object) -> Retrier:
 # --- delays ------------------------------------------------------------------
 
 
-def test_chapter_delays_exactly() -> None:
-    retrier = chapter_retrier()
+def test_default_delays_exactly() -> None:
+    retrier = default_retrier()
     assert [retrier.delay(n) for n in (1, 2, 3, 4)] == [10, 15, 22.5, 33.75]
 
 
-def test_default_settings_give_the_chapter_delays() -> None:
+def test_default_settings_give_the_default_delays() -> None:
     settings = Settings()
     retrier = Retrier(
         error_equals=(FailureClass.ENDPOINT,),
@@ -61,7 +61,7 @@ def test_rate_one_is_a_constant_interval() -> None:
 
 
 def test_full_jitter_stays_within_zero_and_the_capped_delay() -> None:
-    retrier = chapter_retrier(jitter=Jitter.FULL, max_attempts=8, max_delay_seconds=40)
+    retrier = default_retrier(jitter=Jitter.FULL, max_attempts=8, max_delay_seconds=40)
     rng = random.Random(7)
     for n in range(1, 9):
         ceiling = retrier.base_delay(n)
@@ -74,7 +74,7 @@ def test_full_jitter_stays_within_zero_and_the_capped_delay() -> None:
 
 
 def test_full_jitter_is_reproducible_with_a_seeded_rng() -> None:
-    retrier = chapter_retrier(jitter=Jitter.FULL)
+    retrier = default_retrier(jitter=Jitter.FULL)
     first = [retrier.delay(n, random.Random(42)) for n in (1, 2, 3, 4)]
     again = [retrier.delay(n, random.Random(42)) for n in (1, 2, 3, 4)]
     assert first == again
@@ -82,7 +82,7 @@ def test_full_jitter_is_reproducible_with_a_seeded_rng() -> None:
 
 
 def test_jitter_given_as_asl_text() -> None:
-    retrier = chapter_retrier(jitter="FULL")
+    retrier = default_retrier(jitter="FULL")
     assert retrier.jitter is Jitter.FULL
     draws = {retrier.delay(1, random.Random(seed)) for seed in range(20)}
     assert len(draws) == 20
@@ -93,7 +93,7 @@ def test_jitter_given_as_asl_text() -> None:
 
 
 def test_decide_retries_then_exhausts() -> None:
-    retriers = [chapter_retrier()]
+    retriers = [default_retrier()]
     error = SimulatedOutage("10 / 0")
     decisions = [decide(retriers, error, n) for n in range(1, 6)]
     assert [d.retry for d in decisions] == [True, True, True, True, False]
@@ -104,18 +104,18 @@ def test_decide_retries_then_exhausts() -> None:
 
 
 def test_no_matching_retrier_fails_at_once() -> None:
-    decision = decide([chapter_retrier()], DataQualityError("ragged rows"), 1)
+    decision = decide([default_retrier()], DataQualityError("ragged rows"), 1)
     assert not decision.retry
     assert decision.delay_seconds is None
     assert decision.reason == "data_quality error: not retried"
 
 
 def test_a_bug_is_not_retried() -> None:
-    assert not decide([chapter_retrier()], KeyError("oops"), 1).retry
+    assert not decide([default_retrier()], KeyError("oops"), 1).retry
 
 
 def test_max_attempts_zero_never_retries() -> None:
-    assert not decide([chapter_retrier(max_attempts=0)], EndpointError("down"), 1).retry
+    assert not decide([default_retrier(max_attempts=0)], EndpointError("down"), 1).retry
 
 
 def test_retriers_are_evaluated_in_order_and_the_first_match_decides() -> None:
@@ -172,7 +172,7 @@ def test_failure_class_matchers_classify_the_real_exception() -> None:
 
 
 def test_max_retries_is_the_most_generous_retrier() -> None:
-    retriers = [chapter_retrier(max_attempts=n) for n in (2, 6, 3)]
+    retriers = [default_retrier(max_attempts=n) for n in (2, 6, 3)]
     assert max_retries(retriers) == 6
     assert max_retries([]) == 0
 
@@ -214,4 +214,4 @@ def test_describe_is_asl_shaped_json() -> None:
 )
 def test_invalid_retriers_are_refused(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        chapter_retrier(**overrides)
+        default_retrier(**overrides)

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from clean_zone.extensions import FileKind, check_file, classify_key, extension_of, is_folder_marker
+from clean_zone.extensions import FileKind, check_file, classify_key, extension_of
+from clean_zone.keys import is_folder_marker
 
 
 @pytest.mark.parametrize(

@@ -276,7 +276,7 @@ def test_reason_codes_are_stable():
 
 # --- the partner documentation stays true -----------------------------------------------------------
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "manifests.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "manifests.md"
 
 
 def test_the_documented_example_manifest_is_accepted():

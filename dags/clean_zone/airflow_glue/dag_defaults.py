@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from clean_zone.airflow_glue.notifier import FailureAlertNotifier
+from clean_zone.airflow_glue.retry_policy import standard_policy
 from clean_zone.config import Settings
-from clean_zone.notifier import FailureAlertNotifier
-from clean_zone.retry_policy import standard_policy
 
 OWNER = "data-platform"
 

@@ -1,0 +1,64 @@
+"""Writing a processed file's outputs, for both pipelines: the normalised CSV and its JSON summary.
+
+The source is streamed through :func:`clean_zone.csv_validation.normalize`
+into a spooled temporary file (memory up to :data:`SPOOL_MAX_MEMORY`, disk
+past it: constant memory for any file size), uploaded beside the file's
+processed key, and described in a summary written after the output.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from clean_zone import csv_validation
+from clean_zone.clock import now_iso
+from clean_zone.csv_validation import CsvStats
+from clean_zone.keys import output_keys
+from clean_zone.storage import ObjectStore
+
+SPOOL_MAX_MEMORY = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ProcessedOutput:
+    stats: CsvStats
+    output: str  # s3:// URL of the normalised CSV
+    summary_url: str
+    summary: dict[str, Any]
+
+
+def write_outputs(
+    store: ObjectStore,
+    chunks: Iterable[bytes],
+    base: str,
+    *,
+    gzipped: bool,
+    fields: dict[str, Any],
+    before_upload: Callable[[CsvStats], dict[str, Any]] | None = None,
+    processed_at: str | None = None,
+) -> ProcessedOutput:
+    """Normalise ``chunks`` and write ``<base>.normalized.csv`` and ``<base>.summary.json``.
+
+    ``fields`` go into the summary beside the CSV measurements. ``before_upload``
+    sees the measurements once the whole file was read and may refuse it (raise)
+    before anything is written, or add summary fields. A data-quality problem
+    raises :class:`~clean_zone.failures.DataQualityError` and writes nothing.
+    """
+    output_key, summary_key = output_keys(base)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY) as sink:
+        stats = csv_validation.normalize(chunks, sink, gzipped=gzipped)
+        extra = before_upload(stats) if before_upload is not None else {}
+        sink.seek(0)
+        store.upload_stream(output_key, sink)
+    summary = {
+        **fields,
+        "output": store.url(output_key),
+        **stats.to_dict(),  # rows, columns, header, bytes, decoded_bytes, sha256
+        **extra,
+        "processed_at": processed_at or now_iso(),
+    }
+    store.put_json(summary_key, summary)
+    return ProcessedOutput(stats, store.url(output_key), store.url(summary_key), summary)
