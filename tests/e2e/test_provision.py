@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import boto3
 import pytest
@@ -15,12 +14,12 @@ from clean_zone import config
 
 pytestmark = pytest.mark.e2e
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "provision.py"
+MODULE = "clean_zone_tools.devstack.provision"
 
 
 def run_script(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-m", MODULE, *args], capture_output=True, text=True, env=env, check=False
     )
 
 
