@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Create every AWS resource the DAGs need, idempotently, on a local AWS endpoint.
 
 Both local stacks run this (``scripts/dev start`` and docker compose's init
@@ -194,6 +193,7 @@ def provision(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.devstack.provision",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Render each DAG's graph to docs/images/<dag_id>.png (the pictures in the README).
 
 Needs Graphviz's ``dot`` (Debian: ``apt-get install graphviz``) and the
@@ -20,7 +19,9 @@ from clean_zone_tools import REPO_ROOT as REPO
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.devstack.render_graphs", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("dag_ids", nargs="*", help="DAG ids (default: every DAG in dags/)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="output folder")
     args = parser.parse_args(argv)
