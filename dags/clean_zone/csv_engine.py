@@ -71,8 +71,8 @@ if TYPE_CHECKING:
 
 # Most decompressed bytes produced from one compressed chunk at a time.
 INFLATE_BLOCK = 1024 * 1024
-# Bytes pyarrow parses per block. A record must fit in one block, so this is also the longest record.
-BLOCK_BYTES = 8 * 1024 * 1024
+# Bytes pyarrow parses per block: bigger blocks parse no faster here, and cost memory.
+BLOCK_BYTES = 4 * 1024 * 1024
 # Longest physical line, in bytes here (the old engine counted characters). pyarrow also refuses a
 # record (quoted newlines included) that does not fit in about two blocks, which bounds its memory.
 MAX_LINE_CHARS = 8 * 1024 * 1024
@@ -86,6 +86,12 @@ _BOM = b"\xef\xbb\xbf"
 # NUL cannot be in the data (binary files are refused before parsing), so the sentinel is unambiguous.
 _SENTINEL = "\x00"
 _END = b"\n" + _SENTINEL.encode()
+# Blocks pyarrow may read ahead of the batches taken from it (it needs two to finish the first batch):
+# with BLOCK_BYTES, the engine's memory bound.
+_READ_AHEAD = 2
+# Past this wait with no batch coming, one more block is read anyway: a record that spans more than
+# two blocks would otherwise hold the reader and the engine waiting on each other.
+_STALL_SECONDS = 2.0
 # Stored bytes are hashed in a thread in pieces of at least this size (hashlib drops the GIL above 2 KiB).
 _HASH_PIECE = 256 * 1024
 
@@ -110,7 +116,7 @@ class _Sha256Thread:
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)  # bounded: constant memory
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)  # bounded: constant memory
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._thread = threading.Thread(target=self._run, name="csv-engine-sha256", daemon=True)
@@ -163,6 +169,11 @@ class _Feed:
         self._eof = False
         self._line = 0  # bytes of the physical line still open at the end of the pieces so far
         self.error: DataQualityError | None = None
+        self._turn = threading.Condition()
+        self._blocks_read = 0
+        self._blocks_taken = 0
+        self._stopped = False
+        self._parsing = False
 
     # --- the byte pipeline ---------------------------------------------------
 
@@ -254,7 +265,7 @@ class _Feed:
         """Read the start of the stream, apply the header rules, and return an upper bound on its columns."""
         self._fill(len(_BOM))
         if self.error is None and self._peek(len(_BOM)) == _BOM:
-            self.read(len(_BOM))
+            self._take(len(_BOM))
         self._fill(1)
         if self.error is not None:
             raise self.error
@@ -283,11 +294,40 @@ class _Feed:
     # --- the file object pyarrow reads ------------------------------------------------
 
     def read(self, size: int = -1) -> bytes:
-        self._fill(size if size >= 0 else 1 << 62)
-        data = b"".join(self._buffer)
-        out, rest = (data, b"") if size < 0 else (data[:size], data[size:])
-        self._buffer, self._buffered = ([rest] if rest else []), len(rest)
-        return out
+        # pyarrow's streaming reader reads ahead without bound (a whole file, if parsing is slower than
+        # reading), so its read-ahead thread is held here until the batches have caught up.
+        with self._turn:
+            while not (self._stopped or self._blocks_read - self._blocks_taken < _READ_AHEAD):
+                if not self._turn.wait(_STALL_SECONDS) and self._parsing:
+                    break  # no batch for a long while: pyarrow may need one more block to finish a record
+            if self._stopped:
+                return b""
+            self._blocks_read += 1
+        return self._take(size if size >= 0 else 1 << 62)
+
+    def _take(self, size: int) -> bytes:
+        self._fill(size)
+        # Exactly ``size`` bytes in one copy: whole pieces, and the head of the piece that straddles the end.
+        taken, count = [], 0
+        while self._buffer and count < size:
+            piece = self._buffer.pop(0)
+            if count + len(piece) > size:
+                self._buffer.insert(0, piece[size - count :])
+                piece = piece[: size - count]
+            taken.append(piece)
+            count += len(piece)
+        self._buffered -= count
+        return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def parsing(self, waiting: bool) -> None:
+        """The engine waits on pyarrow for a batch (True) or works on one (False)."""
+        self._parsing = waiting
+
+    def took_batch(self) -> None:
+        """A batch has been taken from pyarrow: one more block may be read."""
+        with self._turn:
+            self._blocks_taken += 1
+            self._turn.notify_all()
 
     def readable(self) -> bool:
         return True
@@ -296,6 +336,13 @@ class _Feed:
         return False
 
     def close(self) -> None:
+        """pyarrow is done with the stream (the engine's own clean-up is ``stop``)."""
+
+    def stop(self) -> None:
+        """Let a waiting read return (end of stream), and stop the hash thread."""
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
         self._hasher.close()
 
 
@@ -389,19 +436,23 @@ def _batches(
         # One batch is held back: only the last one can end with the sentinel.
         previous: pa.RecordBatch | None = None
         try:
+            feed.parsing(True)
             reader = pa_csv.open_csv(
                 feed, read_options=read_options, parse_options=parse_options, convert_options=convert_options
             )
             for batch in reader:
-                if not batch.num_rows:
-                    continue
-                if previous is None:
-                    _take_header(batch, stats)
-                _check_field_sizes(batch)
-                if previous is not None:
-                    stats.rows += previous.num_rows
-                    yield previous
-                previous = batch
+                feed.parsing(False)
+                feed.took_batch()
+                if batch.num_rows:
+                    if previous is None:
+                        _take_header(batch, stats)
+                    _check_field_sizes(batch)
+                    if previous is not None:
+                        stats.rows += previous.num_rows
+                        yield previous
+                    previous = batch
+                feed.parsing(True)
+            feed.parsing(False)
         except pa.ArrowInvalid as error:
             raise feed.error or _data_quality_error(error, ragged, stats) from error
         if feed.error is not None:
@@ -418,9 +469,9 @@ def _batches(
         stats.rows += previous.num_rows
         yield previous
     finally:
+        feed.stop()  # first: a read-ahead waiting in feed.read must return before the reader can close
         if reader is not None:
             reader.close()  # its read-ahead thread ends now, not at garbage collection
-        feed.close()
     if stats.rows == 0:
         raise DataQualityError("the file has a header but no data rows", reason="no_data_rows")
 
