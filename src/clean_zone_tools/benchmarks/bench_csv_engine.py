@@ -37,7 +37,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from clean_zone_tools.benchmarks.bench_csv_validation import MB, MIB, _file_chunks, _peak_rss_bytes, _say, generate
+from clean_zone_tools.benchmarks.bench_csv_validation import (
+    MB,
+    MIB,
+    _file_chunks,
+    _peak_rss_bytes,
+    _say,
+    generate,
+)
 
 VALIDATION_TARGET = 0.25
 RSS_TARGET_MB = 200.0
@@ -89,7 +96,7 @@ def child_main(mode: str, path: Path) -> int:
 
 
 def measure(mode: str, path: Path) -> dict[str, Any]:
-    command = [sys.executable, "-m", "clean_zone_tools.benchmarks.bench_csv_engine", "--child", mode, str(path)]
+    command = [sys.executable, "-m", __spec__.name if __spec__ else __name__, "--child", mode, str(path)]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the {mode} measurement failed (exit {done.returncode})")
@@ -173,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['peak_rss_bytes'] / MB:13.1f}"
         )
     ratio = _rate(results["validate"]) / raw
+    verdict = "met" if ratio >= VALIDATION_TARGET else "MISSED"
     lines.append(
-        f"  validation target >= {VALIDATION_TARGET} of raw: {'met' if ratio >= VALIDATION_TARGET else 'MISSED'}"
-        f" ({ratio:.3f}); new / old validate: {_rate(results['validate']) / _rate(results['old']):.1f}x"
+        f"  validation target >= {VALIDATION_TARGET} of raw: {verdict} ({ratio:.3f}); "
+        f"new / old validate: {_rate(results['validate']) / _rate(results['old']):.1f}x"
     )
     for mode, result in rss.items():
         peak = result["peak_rss_bytes"] / MB
