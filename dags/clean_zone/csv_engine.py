@@ -5,7 +5,10 @@ A drop-in replacement for :mod:`clean_zone.csv_validation` (same ``validate``,
 at several times its speed: pyarrow's C++ reader cuts and converts whole
 blocks (``BLOCK_BYTES``) while this module only looks at columns. One pass
 over the bytes does everything: ``normalize`` validates as it writes and
-returns the stats. Memory is constant (a few blocks), whatever the file size.
+returns the stats. SHA-256 of the stored bytes runs in a helper thread,
+overlapping the parse. Memory is constant: pyarrow may read at most
+``_READ_AHEAD`` blocks ahead of the batches taken (left alone, its streaming
+reader reads a whole file ahead), so a 1 GiB file peaks well under 200 MB RSS.
 
 pyarrow is imported inside the functions, never at module import, so a DAG
 file that imports this module costs nothing extra at parse time. MWAA does
@@ -43,6 +46,8 @@ Deliberate differences from ``csv_validation`` (Python's csv module, strict):
   newlines included) longer than about two blocks is refused too.
 * When a file has several faults, the one reported may differ: the byte
   checks (NUL, gzip) run ahead of parsing, so they win.
+* A ``.csv.gz`` that inflates past ``max_inflated_bytes`` is refused
+  (``gzip_bomb``); the old engine has no such limit.
 
 The normalised output is byte-identical to ``csv_validation.normalize``
 (Python's ``csv.writer``: minimal quoting, ``\\n`` line endings, no BOM); it is

@@ -12,6 +12,7 @@ import io
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 import test_csv_validation as old_cases
@@ -221,3 +222,15 @@ def test_importing_the_engine_does_not_import_pyarrow() -> None:
     code = "import sys, clean_zone.csv_engine; print('pyarrow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_benchmark_runs_end_to_end_on_a_small_file(tmp_path: Path) -> None:
+    # Figures are printed, never asserted (machines differ); this proves every pass runs and is reported.
+    command = [sys.executable, "-m", "clean_zone_tools.benchmarks.bench_csv_engine"]
+    args = ["--size-mb", "0.5", "--rss-size-mb", "0.5", "--repeat", "1", "--dir", str(tmp_path)]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for label in ("raw read + SHA-256", "old engine", "csv_engine.validate", "csv_engine.normalize"):
+        assert label in done.stdout
+    assert "peak RSS, validate of" in done.stdout and "peak RSS, normalize of" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # the generated files are removed
