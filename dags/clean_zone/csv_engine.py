@@ -1,0 +1,562 @@
+"""Columnar CSV validation and normalisation on pyarrow's streaming reader.
+
+A drop-in replacement for :mod:`clean_zone.csv_validation` (same ``validate``,
+``normalize``, ``iter_rows``, ``CsvStats``, rules and reason codes) that parses
+at several times its speed: pyarrow's C++ reader cuts and converts whole
+blocks (``BLOCK_BYTES``) while this module only looks at columns. One pass
+over the bytes does everything: ``normalize`` validates as it writes and
+returns the stats. SHA-256 of the stored bytes runs in a helper thread,
+overlapping the parse. Memory is constant: pyarrow may read at most
+``_READ_AHEAD`` blocks ahead of the batches taken (left alone, its streaming
+reader reads a whole file ahead), so a 1 GiB file peaks well under 200 MB RSS.
+
+pyarrow is imported inside the functions, never at module import, so a DAG
+file that imports this module costs nothing extra at parse time. MWAA does
+not preinstall pyarrow: it is in ``requirements.txt``.
+
+Rules and reason codes (as in ``csv_validation``):
+
+* ``empty``: no bytes at all, or only a UTF-8 BOM;
+* ``binary``: a NUL byte anywhere;
+* ``not_utf8``: bytes that are not UTF-8 (a leading UTF-8 BOM is tolerated);
+* ``not_gzip``: a ``.csv.gz`` that does not decompress (inflated at most
+  ``INFLATE_BLOCK`` bytes at a time; concatenated members are read);
+* ``gzip_bomb``: a ``.csv.gz`` that inflates past ``max_inflated_bytes``
+  (default ``MAX_INFLATED_BYTES``), stopped before it is all inflated;
+* ``no_header`` / ``no_data_rows``: a blank first line, or a header only;
+* ``ragged_rows``: a row whose column count differs from the header's;
+* ``malformed_csv``: a quoted field left open at the end of the file, a
+  field over ``FIELD_SIZE_LIMIT`` characters (Python's csv limit), or a
+  physical line longer than ``MAX_LINE_CHARS`` bytes (a file without line breaks).
+
+Lines end at ``\\n``, ``\\r\\n`` or ``\\r``; other Unicode separators are data.
+Blank lines between rows are skipped.
+
+Deliberate differences from ``csv_validation`` (Python's csv module, strict):
+
+* Text after a closing quote (``1,"x"y``) is accepted and joined to the field
+  (``xy``), as pyarrow, pandas and spreadsheets read it. Python's strict mode
+  refuses it (``malformed_csv``); telling the two apart needs the quote state
+  of every byte, which only a full parser knows, and pyarrow does not report it.
+* ``ragged_rows`` messages number records (the header is record 1), not
+  physical lines: pyarrow counts a record with quoted newlines once, and does
+  not count blank lines.
+* ``not_utf8`` messages say the column, not the byte offset.
+* ``MAX_LINE_CHARS`` counts bytes, not characters; and a record (quoted
+  newlines included) longer than about two blocks is refused too.
+* When a file has several faults, the one reported may differ: the byte
+  checks (NUL, gzip) run ahead of parsing, so they win.
+* A ``.csv.gz`` that inflates past ``max_inflated_bytes`` is refused
+  (``gzip_bomb``); the old engine has no such limit.
+
+The normalised output is byte-identical to ``csv_validation.normalize``
+(Python's ``csv.writer``: minimal quoting, ``\\n`` line endings, no BOM); it is
+built from each record batch with ``pyarrow.compute``, because pyarrow's own
+CSV writer quotes every string.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import queue
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+from functools import cache
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+# The same CsvStats (one class: stats compare equal across engines) and the same inflate step size.
+from clean_zone.csv_validation import INFLATE_BLOCK, CsvStats
+from clean_zone.failures import DataQualityError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+# Bytes pyarrow parses per block: bigger blocks parse no faster here, and cost memory.
+BLOCK_BYTES = 4 * 1024 * 1024
+# Longest physical line, in bytes here (the old engine counted characters). pyarrow also refuses a
+# record (quoted newlines included) that does not fit in about two blocks, which bounds its memory.
+MAX_LINE_CHARS = 8 * 1024 * 1024
+# Python's csv.field_size_limit() default: a longer field is malformed_csv, as before.
+FIELD_SIZE_LIMIT = 131_072
+# Default limit on the inflated size of a .csv.gz (the gzip bomb guard); callers may pass their own.
+MAX_INFLATED_BYTES = 64 * 1024**3
+
+_BOM = b"\xef\xbb\xbf"
+# Appended after the data: a row of its own when the last record ended, swallowed by an open quote if not.
+# NUL cannot be in the data (binary files are refused before parsing), so the sentinel is unambiguous.
+_SENTINEL = "\x00"
+_END = b"\n" + _SENTINEL.encode()
+# Blocks pyarrow may read ahead of the batches taken from it (it needs two to finish the first batch):
+# with BLOCK_BYTES, the engine's memory bound.
+_READ_AHEAD = 2
+# Past this wait with no batch coming, one more block is read anyway: a record that spans more than
+# two blocks would otherwise hold the reader and the engine waiting on each other.
+_STALL_SECONDS = 2.0
+# Stored bytes are hashed in a thread in pieces of at least this size (hashlib drops the GIL above 2 KiB).
+_HASH_PIECE = 256 * 1024
+
+
+class _Sha256Thread:
+    """SHA-256 in a helper thread, so hashing overlaps parsing instead of adding to it."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)  # bounded: constant memory
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._thread = threading.Thread(target=self._run, name="csv-engine-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (piece := self._queue.get()) is not None:
+            self._hash.update(piece)
+
+    def update(self, chunk: bytes) -> None:
+        # Small chunks are gathered first: a queue hand-off per 1-byte chunk would cost more than hashing.
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+        if self._pending_size >= _HASH_PIECE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._queue.put(self._pending[0] if len(self._pending) == 1 else b"".join(self._pending))
+            self._pending, self._pending_size = [], 0
+
+    def hexdigest(self) -> str:
+        self._flush()
+        self.close()
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+class _Feed:
+    """The file object pyarrow reads: stored chunks hashed, inflated, checked for NUL, BOM dropped.
+
+    A DataQualityError found here is kept in ``error`` and the stream ends, so that pyarrow never
+    has to carry a Python exception through its threads; the caller raises it.
+    """
+
+    closed = False
+
+    def __init__(
+        self, chunks: Iterable[bytes], *, gzipped: bool, stats: CsvStats, max_inflated_bytes: int
+    ) -> None:
+        self._stats = stats
+        self._hasher = _Sha256Thread()
+        self._pieces = self._checked(self._inflated(iter(chunks), gzipped, max_inflated_bytes))
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._eof = False
+        self._line = 0  # bytes of the physical line still open at the end of the pieces so far
+        self.error: DataQualityError | None = None
+        self._turn = threading.Condition()
+        self._blocks_read = 0
+        self._blocks_taken = 0
+        self._stopped = False
+        self._parsing = False
+
+    # --- the byte pipeline ---------------------------------------------------
+
+    def _inflated(self, chunks: Iterator[bytes], gzipped: bool, limit: int) -> Iterator[bytes]:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        inflated = 0
+        for chunk in chunks:
+            self._stats.bytes += len(chunk)
+            self._hasher.update(chunk)
+            if inflater is None:
+                yield chunk
+                continue
+            data = chunk
+            try:
+                while data:
+                    if inflater.eof:
+                        # The previous member ended: `cat a.gz b.gz` makes a valid multi-member gzip.
+                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    # Bounded output: 1 MiB of compressed input may inflate to 1 GB.
+                    out = inflater.decompress(data, INFLATE_BLOCK)
+                    inflated += len(out)
+                    if inflated > limit:
+                        raise DataQualityError(
+                            f"gzip bomb: inflates past the limit of {limit} bytes", reason="gzip_bomb"
+                        )
+                    if out:
+                        yield out
+                    data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+            except zlib.error as error:
+                raise DataQualityError(f"not a valid gzip stream: {error}", reason="not_gzip") from error
+        if inflater is not None:
+            try:
+                # Output zlib may still hold once every input byte has been given to it.
+                while not inflater.eof and (out := inflater.decompress(b"", INFLATE_BLOCK)):
+                    yield out
+            except zlib.error as error:
+                raise DataQualityError(f"not a valid gzip stream: {error}", reason="not_gzip") from error
+            if not inflater.eof and self._stats.bytes:
+                raise DataQualityError("gzip stream is truncated", reason="not_gzip")
+        self._stats.sha256 = self._hasher.hexdigest()
+
+    def _checked(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        for piece in pieces:
+            if b"\x00" in piece:
+                raise DataQualityError(
+                    f"binary content: NUL byte near byte {self._stats.decoded_bytes + piece.index(b'\x00')}",
+                    reason="binary",
+                )
+            self._check_line_length(piece)
+            self._stats.decoded_bytes += len(piece)
+            yield piece
+
+    def _check_line_length(self, piece: bytes) -> None:
+        """Refuse a physical line longer than MAX_LINE_CHARS bytes, a few finds per piece, not per line."""
+        last = max(piece.rfind(b"\n"), piece.rfind(b"\r"))
+        if last < 0:
+            self._line += len(piece)
+        else:
+            first = min(p for p in (piece.find(b"\n"), piece.find(b"\r")) if p >= 0)
+            self._line, longest = len(piece) - last - 1, self._line + first
+            self._line_check(longest)
+        self._line_check(self._line)
+
+    def _line_check(self, length: int) -> None:
+        if length > MAX_LINE_CHARS:
+            raise DataQualityError(
+                f"a line longer than {MAX_LINE_CHARS} bytes near byte {self._stats.decoded_bytes}: "
+                "not a CSV (no line breaks?)",
+                reason="malformed_csv",
+            )
+
+    def _fill(self, size: int) -> None:
+        """Buffer at least ``size`` bytes, or everything that is left (then the sentinel, once)."""
+        while self._buffered < size and not self._eof:
+            try:
+                piece = next(self._pieces, None)
+            except DataQualityError as error:
+                self.error, self._eof = error, True
+                return
+            if piece is None:
+                self._eof = True
+                piece = _END
+            self._buffer.append(piece)
+            self._buffered += len(piece)
+
+    # --- before parsing ----------------------------------------------------------
+
+    def header_columns(self) -> int:
+        """Read the start of the stream, apply the header rules, and return an upper bound on its columns."""
+        self._fill(len(_BOM))
+        if self.error is None and self._peek(len(_BOM)) == _BOM:
+            self._take(len(_BOM))
+        self._fill(1)
+        if self.error is not None:
+            raise self.error
+        if self._eof and self._buffer == [_END]:
+            raise DataQualityError("the file is empty", reason="empty")
+        if self._peek(1) in (b"\r", b"\n"):
+            raise DataQualityError("the first line is blank: a CSV header is required", reason="no_header")
+        # The header ends at the first line break outside quotes; count the commas before it.
+        size = 64 * 1024
+        while True:
+            self._fill(size)
+            data = self._peek(size)
+            end = _header_end(data)
+            if end is not None or self._eof or size >= BLOCK_BYTES:
+                break
+            size *= 4
+        if self.error is not None:
+            raise self.error
+        return data.count(b",", 0, end if end is not None else len(data)) + 1
+
+    def _peek(self, size: int) -> bytes:
+        data = b"".join(self._buffer)
+        self._buffer = [data] if data else []
+        return data[:size]
+
+    # --- the file object pyarrow reads ------------------------------------------------
+
+    def read(self, size: int = -1) -> bytes:
+        # pyarrow's streaming reader reads ahead without bound (a whole file, if parsing is slower than
+        # reading), so its read-ahead thread is held here until the batches have caught up.
+        with self._turn:
+            while not (self._stopped or self._blocks_read - self._blocks_taken < _READ_AHEAD):
+                if not self._turn.wait(_STALL_SECONDS) and self._parsing:
+                    break  # no batch for a long while: pyarrow may need one more block to finish a record
+            if self._stopped:
+                return b""
+            self._blocks_read += 1
+        return self._take(size if size >= 0 else 1 << 62)
+
+    def _take(self, size: int) -> bytes:
+        self._fill(size)
+        # Exactly ``size`` bytes in one copy: whole pieces, and the head of the piece that straddles the end.
+        taken, count = [], 0
+        while self._buffer and count < size:
+            piece = self._buffer.pop(0)
+            if count + len(piece) > size:
+                self._buffer.insert(0, piece[size - count :])
+                piece = piece[: size - count]
+            taken.append(piece)
+            count += len(piece)
+        self._buffered -= count
+        return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def parsing(self, waiting: bool) -> None:
+        """The engine waits on pyarrow for a batch (True) or works on one (False)."""
+        self._parsing = waiting
+
+    def took_batch(self) -> None:
+        """A batch has been taken from pyarrow: one more block may be read."""
+        with self._turn:
+            self._blocks_taken += 1
+            self._turn.notify_all()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        """pyarrow is done with the stream (the engine's own clean-up is ``stop``)."""
+
+    def stop(self) -> None:
+        """Let a waiting read return (end of stream), and stop the hash thread."""
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
+        self._hasher.close()
+
+
+def _header_end(data: bytes) -> int | None:
+    """Offset of the first line break in ``data`` outside double quotes, or None."""
+    position = 0
+    while True:
+        newline = min(
+            (p for p in (data.find(b"\n", position), data.find(b"\r", position)) if p >= 0), default=-1
+        )
+        if newline < 0:
+            return None
+        if data.count(b'"', 0, newline) % 2 == 0:
+            return newline
+        position = newline + 1
+
+
+@cache
+def _quoted_characters() -> tuple[str, ...]:
+    """The characters Python's csv.writer quotes a field for (with ``lineterminator="\\n"``).
+
+    Asked of the running interpreter rather than written down: the output must stay
+    byte-identical to csv.writer's, and whether it quotes a lone ``\\r`` depends on the version.
+    """
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(["a\rb", "x"])
+    return ('"', ",", "\n", "\r") if out.getvalue().startswith('"') else ('"', ",", "\n")
+
+
+def _options(
+    columns: int, on_invalid: Any
+) -> tuple[pa_csv.ReadOptions, pa_csv.ParseOptions, pa_csv.ConvertOptions]:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    # Columns get generated names (f0, f1, ...) so the header comes through as the first row,
+    # converted and UTF-8-checked like any other; every column is read as a string.
+    # use_threads=False: the streaming reader parses one block at a time either way (reading ahead
+    # in its own thread), and only without threads does it number the physical line of a ragged row.
+    return (
+        pa_csv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES, autogenerate_column_names=True),
+        pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        pa_csv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(columns)}, check_utf8=True),
+    )
+
+
+def _format(batch: pa.RecordBatch) -> pa.Buffer:
+    """The rows of ``batch`` as csv.writer writes them (minimal quoting), ``\\n`` between them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for cells in batch.columns:
+        # Most columns hold none of these characters anywhere: one scan of the column's bytes
+        # (memchr, many GB/s) spares the per-cell search, which costs more than parsing.
+        data = cells.buffers()[2]
+        scan = data.to_pybytes() if data is not None else b""
+        needs_quotes = None
+        for character in _quoted_characters():
+            if character.encode() in scan:
+                found = pc.match_substring(cells, character)
+                needs_quotes = found if needs_quotes is None else pc.or_(needs_quotes, found)
+        if batch.num_columns == 1:
+            # csv.writer writes a row of one empty field as "" so that it is not a blank line.
+            empty = pc.equal(cells, "")
+            needs_quotes = empty if needs_quotes is None else pc.or_(needs_quotes, empty)
+        if needs_quotes is None or not pc.any(needs_quotes).as_py():
+            columns.append(cells)
+            continue
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(cells, '"', '""'), '"', "")
+        columns.append(pc.if_else(needs_quotes, quoted, cells))
+    lines = pc.binary_join_element_wise(*columns, ",") if len(columns) > 1 else columns[0]
+    # One list holding every line, joined: the whole batch becomes one contiguous buffer.
+    text = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")
+    return text[0].as_buffer()
+
+
+def _batches(
+    chunks: Iterable[bytes], gzipped: bool, stats: CsvStats, max_inflated_bytes: int
+) -> Iterator[pa.RecordBatch]:
+    """Every record as record batches, the header first (the sentinel removed); ``stats`` filled in."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
+    ragged: list[Any] = []
+    sentinel_skipped = False
+
+    def on_invalid(row: Any) -> str:
+        nonlocal sentinel_skipped
+        if row.text == _SENTINEL:
+            sentinel_skipped = True  # the sentinel, in a file of several columns
+            return "skip"
+        ragged.append(row)
+        return "error"
+
+    reader = None
+    try:
+        read_options, parse_options, convert_options = _options(feed.header_columns(), on_invalid)
+        # One batch is held back: only the last one can end with the sentinel.
+        previous: pa.RecordBatch | None = None
+        try:
+            feed.parsing(True)
+            reader = pa_csv.open_csv(
+                feed, read_options=read_options, parse_options=parse_options, convert_options=convert_options
+            )
+            for batch in reader:
+                feed.parsing(False)
+                feed.took_batch()
+                if batch.num_rows:
+                    if previous is None:
+                        _take_header(batch, stats)
+                    _check_field_sizes(batch)
+                    if previous is not None:
+                        stats.rows += previous.num_rows
+                        yield previous
+                    previous = batch
+                feed.parsing(True)
+            feed.parsing(False)
+        except pa.ArrowInvalid as error:
+            raise feed.error or _data_quality_error(error, ragged, stats) from error
+        if feed.error is not None:
+            raise feed.error
+        if previous is None:
+            raise DataQualityError("the file is empty", reason="empty")
+        if not sentinel_skipped:
+            if stats.columns != 1 or previous.column(0)[-1].as_py() != _SENTINEL:
+                raise DataQualityError(
+                    "malformed CSV: a quoted field is still open at the end of the file",
+                    reason="malformed_csv",
+                )
+            previous = previous.slice(0, previous.num_rows - 1)  # the sentinel, in a file of one column
+        stats.rows += previous.num_rows
+        yield previous
+    finally:
+        feed.stop()  # first: a read-ahead waiting in feed.read must return before the reader can close
+        if reader is not None:
+            reader.close()  # its read-ahead thread ends now, not at garbage collection
+    if stats.rows == 0:
+        raise DataQualityError("the file has a header but no data rows", reason="no_data_rows")
+
+
+def _take_header(batch: pa.RecordBatch, stats: CsvStats) -> None:
+    import pyarrow as pa
+
+    if any(not pa.types.is_string(column.type) for column in batch.columns):
+        # More columns than the commas before the first line break said: quotes we could not pair.
+        raise DataQualityError("malformed CSV: the header could not be read", reason="malformed_csv")
+    header = [column[0].as_py() for column in batch.columns]
+    if not any(cell.strip() for cell in header):
+        raise DataQualityError("the first line is blank: a CSV header is required", reason="no_header")
+    stats.header, stats.columns = header, len(header)
+    stats.rows = -1  # the header is counted with the rows of its batch
+
+
+def _check_field_sizes(batch: pa.RecordBatch) -> None:
+    import pyarrow.compute as pc
+
+    for index, column in enumerate(batch.columns):
+        # Bytes first (offsets only); characters, which cost a scan, only when the bytes could be over.
+        if pc.max(pc.binary_length(column)).as_py() > FIELD_SIZE_LIMIT:
+            longest = pc.max(pc.utf8_length(column)).as_py()
+            if longest > FIELD_SIZE_LIMIT:
+                raise DataQualityError(
+                    f"malformed CSV: a field of {longest} characters in column {index + 1} "
+                    f"(limit {FIELD_SIZE_LIMIT})",
+                    reason="malformed_csv",
+                )
+
+
+def _data_quality_error(error: Exception, ragged: list[Any], stats: CsvStats) -> DataQualityError:
+    message = str(error)
+    if ragged:
+        row = ragged[0]
+        return DataQualityError(
+            f"ragged rows: record {row.number} (the header is record 1) has {row.actual_columns} columns, "
+            f"the header has {row.expected_columns}",
+            reason="ragged_rows",
+        )
+    if "invalid UTF8" in message:
+        return DataQualityError(f"not UTF-8: {message}", reason="not_utf8")
+    if "straddling" in message:
+        return DataQualityError(
+            f"a record longer than {BLOCK_BYTES} bytes near byte {stats.decoded_bytes}: not a CSV",
+            reason="malformed_csv",
+        )
+    return DataQualityError(f"malformed CSV: {message}", reason="malformed_csv")
+
+
+def iter_rows(
+    chunks: Iterable[bytes],
+    *,
+    gzipped: bool = False,
+    stats: CsvStats | None = None,
+    max_inflated_bytes: int = MAX_INFLATED_BYTES,
+) -> Iterator[list[str]]:
+    """Yield the header, then every data row; raise DataQualityError at the first problem.
+
+    Row by row costs Python objects per cell; ``validate`` and ``normalize`` stay in whole batches.
+    """
+    stats = stats if stats is not None else CsvStats()
+    for batch in _batches(chunks, gzipped, stats, max_inflated_bytes):
+        yield from (list(row) for row in zip(*(column.to_pylist() for column in batch.columns), strict=True))
+
+
+def validate(
+    chunks: Iterable[bytes], *, gzipped: bool = False, max_inflated_bytes: int = MAX_INFLATED_BYTES
+) -> CsvStats:
+    """Validate a whole stream; return what was measured."""
+    stats = CsvStats()
+    for _ in _batches(chunks, gzipped, stats, max_inflated_bytes):
+        pass
+    return stats
+
+
+def normalize(
+    chunks: Iterable[bytes],
+    sink: BinaryIO,
+    *,
+    gzipped: bool = False,
+    max_inflated_bytes: int = MAX_INFLATED_BYTES,
+) -> CsvStats:
+    """Validate and write the rows as plain UTF-8 CSV (no BOM, ``\\n`` line endings) to ``sink``."""
+    stats = CsvStats()
+    for batch in _batches(chunks, gzipped, stats, max_inflated_bytes):
+        sink.write(memoryview(_format(batch)))
+        sink.write(b"\n")
+    return stats
