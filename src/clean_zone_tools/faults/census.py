@@ -136,6 +136,6 @@ def take(
             output = place_key(settings, Place.PROCESSED, item.rel) + OUTPUT_SUFFIX
             if versions[output] > 1:
                 census.duplicated_outputs += 1
-        if item.expected.alerts and item.rel in alert_text:
+        if item.rel in alert_text:
             census.files_alerted += 1
     return census
