@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 VIEWPORT = {"width": 1440, "height": 900}
+UI_TIMEOUT_MS = 90_000  # for each page, click and API call
 STACK_START_TIMEOUT = 480.0  # seconds; about 2 minutes on an idle 2-core machine, more under load
 READY_BANNER = "Local stack is up"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"  # where scripts/dev start puts the login
@@ -176,12 +177,17 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 @pytest.fixture(scope="module")
 def page() -> Iterator[Any]:
     _require(CHROMIUM.is_file(), f"no browser at {CHROMIUM}: run scripts/install-browser")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield browser.new_context(viewport=VIEWPORT).new_page()
+            context = browser.new_context(viewport=VIEWPORT)
+            # Airflow's api-server on SQLite answers slowly while the scheduler and a task share two
+            # busy cores: Playwright's 30 s default failed one run in three on this machine.
+            context.set_default_timeout(UI_TIMEOUT_MS)
+            expect.set_options(timeout=UI_TIMEOUT_MS)
+            yield context.new_page()
         finally:
             browser.close()
 

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.browser.conftest import LocalStack
+from tests.browser.conftest import UI_TIMEOUT_MS, LocalStack
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +33,6 @@ TASK_IDS = (
     "write_processed_output", "reject_file", "done",
 )
 RUN_TIMEOUT = 300.0  # seconds for a run to finish; under 40 s on an idle machine
-UI_TIMEOUT_MS = 60_000  # the UI's first pages compile and query a busy SQLite database
 
 
 def _expect(locator: Any) -> Any:
@@ -44,24 +43,24 @@ def _expect(locator: Any) -> Any:
 
 def _log_in(page: Any, stack: LocalStack) -> None:
     page.goto(stack.ui_url)
-    page.wait_for_url("**/auth/login**", timeout=UI_TIMEOUT_MS)
+    page.wait_for_url("**/auth/login**")
     page.fill("input[name=username]", stack.user)
     page.fill("input[name=password]", stack.password)
     page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=UI_TIMEOUT_MS)
-    _expect(page.get_by_role("heading", name="Welcome")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+    _expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
 
 
 def _see_the_dags(page: Any, stack: LocalStack) -> None:
     # The API answers with the browser's session cookie: the login is real.
-    errors = page.request.get(f"{stack.ui_url}/api/v2/importErrors").json()
+    errors = page.request.get(f"{stack.ui_url}/api/v2/importErrors", timeout=UI_TIMEOUT_MS).json()
     assert errors["total_entries"] == 0, errors["import_errors"]
     # The dashboard shows a "Dag Import Error(s)" button only when there are some.
     _expect(page.get_by_text(re.compile("Dag Import Error"))).to_have_count(0)
     page.goto(f"{stack.ui_url}/dags")
     for dag_id in DAG_IDS:
         # .first: clean_zone_s3_events is also the name of the asset that schedules it.
-        _expect(page.get_by_role("link", name=dag_id, exact=True).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+        _expect(page.get_by_role("link", name=dag_id, exact=True).first).to_be_visible()
     _expect(page.get_by_text(f"{len(DAG_IDS)} Dags", exact=True)).to_be_visible()
 
 
@@ -78,7 +77,7 @@ def _read_docs_and_graph(page: Any, stack: LocalStack, screenshots: Path) -> Non
     page.get_by_role("button", name="Show Graph").click()
     graph = page.locator(".react-flow")
     for task_id in TASK_IDS:
-        _expect(graph.get_by_text(task_id, exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+        _expect(graph.get_by_text(task_id, exact=True)).to_be_visible()
     # The reference state machine's two paths out of the Choice state.
     _expect(graph.get_by_label("Edge from route_by_extension to validate_csv")).to_have_count(1)
     _expect(graph.get_by_label("Edge from route_by_extension to reject_file")).to_have_count(1)
@@ -94,7 +93,7 @@ def _wait_for_run_state(page: Any, timeout: float = RUN_TIMEOUT) -> str:
     badge = page.get_by_test_id("header-card").get_by_test_id("state-badge").first
     deadline = time.monotonic() + timeout
     while True:
-        _expect(badge).to_be_visible(timeout=UI_TIMEOUT_MS)
+        _expect(badge).to_be_visible()
         state = badge.inner_text().strip()
         if state in {"Success", "Failed"} or time.monotonic() > deadline:
             return state
@@ -105,7 +104,7 @@ def _wait_for_run_state(page: Any, timeout: float = RUN_TIMEOUT) -> str:
 def _task_states(page: Any) -> dict[str, str]:
     """Task id -> state, from the run page's task instance table."""
     rows = page.get_by_test_id("table-list").locator("tbody tr")
-    _expect(rows.first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    _expect(rows.first).to_be_visible()
     return {
         row.get_by_test_id("table-cell-task_display_name").inner_text().strip():
         row.get_by_test_id("table-cell-state").inner_text().strip()
@@ -127,7 +126,7 @@ def _trigger_for_uploaded_file(page: Any, stack: LocalStack, tmp_path: Path, scr
     _expect(dialog.get_by_text(f"Trigger Dag - {PIPELINE}")).to_be_visible()
     dialog.locator("#element_key").fill(key)
     dialog.get_by_test_id("trigger-dag-submit").click()
-    page.wait_for_url(f"**/dags/{PIPELINE}/runs/manual__*", timeout=UI_TIMEOUT_MS)
+    page.wait_for_url(f"**/dags/{PIPELINE}/runs/manual__*")
     run_id = unquote(urlsplit(page.url).path.rsplit("/", 1)[-1])
 
     assert _wait_for_run_state(page) == "Success", f"run {run_id} did not succeed"
@@ -176,11 +175,9 @@ def _corrupt_file_fails_and_alerts(page: Any, stack: LocalStack, tmp_path: Path,
     # A person follows the alert's link: the failed task and its log.
     page.goto(log_url)
     header = page.get_by_test_id("header-card")
-    _expect(header.get_by_text("validate_csv", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    _expect(header.get_by_text("validate_csv", exact=True)).to_be_visible()
     _expect(header.get_by_test_id("state-badge").first).to_have_text("Failed")
-    _expect(page.get_by_text(re.compile("DataQualityError: ragged rows")).first).to_be_visible(
-        timeout=UI_TIMEOUT_MS
-    )
+    _expect(page.get_by_text(re.compile("DataQualityError: ragged rows")).first).to_be_visible()
 
     page.goto(f"{stack.ui_url}/dags/{PIPELINE}/runs/{run_id}")
     assert _wait_for_run_state(page) == "Failed"
@@ -204,6 +201,6 @@ def test_a_new_user_walks_the_file_pipeline_in_the_browser(
 
     # The list again, now with the two runs' colours beside the pipeline.
     page.goto(f"{local_stack.ui_url}/dags")
-    _expect(page.get_by_role("link", name=PIPELINE, exact=True).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    _expect(page.get_by_role("link", name=PIPELINE, exact=True).first).to_be_visible()
     page.wait_for_load_state("networkidle")
     page.screenshot(path=screenshots / "ui-dag-list.png")
