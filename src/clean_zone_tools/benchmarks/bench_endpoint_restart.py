@@ -25,9 +25,9 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-import boto3
-from botocore.config import Config
+from clean_zone_tools import local_aws
 
 BUCKET = "bench-durable"
 
@@ -50,15 +50,8 @@ def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 300) -> f
             time.sleep(0.05)
 
 
-def _client(url: str) -> object:
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",  # noqa: S106 - moto accepts any key
-        config=Config(max_pool_connections=16, retries={"max_attempts": 2}),
-    )
+def _client(url: str) -> Any:
+    return local_aws.client("s3", url, pool=16, attempts=3)
 
 
 def _put_many(url: str, count: int) -> float:

@@ -35,11 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from clean_zone.config import Settings, load_for_parsing
-from clean_zone_tools import REPO_ROOT
+from clean_zone_tools import REPO_ROOT, local_aws
 from clean_zone_tools.faults import census
 from clean_zone_tools.faults.proxy import FaultSwitch
 from clean_zone_tools.faults.workload import KINDS, WorkFile, mixed_files
@@ -218,14 +215,7 @@ class SuiteStack:
         return len(pids)
 
     def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto accepts any key
-            config=Config(max_pool_connections=32, retries={"max_attempts": 10, "mode": "standard"}),
-        )
+        return local_aws.client(service, self.endpoint_url, pool=32, attempts=10)
 
     def settings(self) -> Settings:
         return load_for_parsing()

@@ -16,10 +16,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
+
+from clean_zone_tools import local_aws
 
 AWKWARD_KEYS = [
     "landing/plain.csv",
@@ -77,15 +78,8 @@ class Endpoint:
         self.process.send_signal(sig)
         self.process.wait(timeout=30)
 
-    def client(self, service: str) -> object:
-        return boto3.client(
-            service,
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto accepts any key
-            config=Config(retries={"max_attempts": 1}),
-        )
+    def client(self, service: str) -> Any:
+        return local_aws.client(service, self.url, attempts=1)
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
+from clean_zone_tools import local_aws
 from clean_zone_tools.faults.proxy import FaultSwitch, ProxyServer
 
 
@@ -24,14 +23,7 @@ def proxy(moto_endpoint: str) -> Iterator[ProxyServer]:
 
 
 def _client(service: str, url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto accepts any key
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=30),
-    )
+    return local_aws.client(service, url, attempts=1)
 
 
 @pytest.fixture
