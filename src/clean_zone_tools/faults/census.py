@@ -4,11 +4,12 @@ One listing per place (not a request per file), then each dropped file is looked
 
 * in exactly one terminal place (processed, rejected, quarantine, duplicates): counted there;
 * still in ``landing/`` or ``processing/`` only: *waiting* (to be picked up, or to be resumed);
-* nowhere: *lost*;
+* nowhere: *lost*, unless the partner withdrew it (deleted it before its claim): *withdrawn*;
 * in two places at once: *misplaced* (a terminal place and a waiting one, or two terminal ones).
 
-*Duplicated outputs* counts processed files whose normalised output has more than one version:
-the bucket is versioned, so a file processed twice leaves two versions of its output.
+*Duplicated outputs* counts processed files whose normalised output has more versions than the
+partner uploaded versions of the file: the bucket is versioned, so a file processed twice leaves
+two versions of its output.
 Alerts are read from the alerts inbox (the SQS queue subscribed to the failure topic), as a
 person's inbox receives them, and matched to files by key.
 """
@@ -28,6 +29,7 @@ from clean_zone_tools.faults.workload import Outcome, WorkFile
 WAITING = "waiting"
 LOST = "lost"
 MISPLACED = "misplaced"
+WITHDRAWN = "withdrawn"
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Census:
             "rejected": self.places[Place.REJECTED.value],
             "quarantined": self.places[Place.QUARANTINE.value],
             "duplicates": self.places[Place.DUPLICATES.value],
+            "withdrawn": self.places[WITHDRAWN],
             "still waiting": self.places[WAITING],
             "lost": self.places[LOST],
             "misplaced": self.places[MISPLACED] + len(self.wrong_place),
@@ -120,7 +123,9 @@ def take(
         }:
             found.append(Place.REJECTED.value)
         terminal = [place for place in found if place not in ("landing", Place.PROCESSING.value)]
-        if not found:
+        if not found and item.withdrawn:
+            where = WITHDRAWN
+        elif not found:
             where = LOST
         elif len(found) > 1:
             where = MISPLACED
@@ -130,11 +135,15 @@ def take(
             where = WAITING
         census.places[where] += 1
         census.where[item.rel] = where
-        if where in {outcome.value for outcome in Outcome} and where != item.expected.value:
+        if (
+            where in {outcome.value for outcome in Outcome}
+            and where != item.expected.value
+            and not item.withdrawn
+        ):
             census.wrong_place.append(f"{item.rel!r}: expected {item.expected.value}, found {where}")
         if where == Place.PROCESSED.value:
             output = place_key(settings, Place.PROCESSED, item.rel) + OUTPUT_SUFFIX
-            if versions[output] > 1:
+            if versions[output] > item.uploads:
                 census.duplicated_outputs += 1
         if item.rel in alert_text:
             census.files_alerted += 1

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,18 @@ class SuiteStack:
 
     def pids(self, component: str) -> list[int]:
         """Processes of ``component`` that belong to this stack (its state folder in their env)."""
+        if component == "task":
+            # A running task: LocalExecutor's task process retitles itself "airflow worker -- <ti id>";
+            # its supervisor is "airflow worker -- LocalExecutor: ...".
+            return [
+                pid
+                for pid, cmdline in self._processes()
+                if cmdline.startswith("airflow worker -- ") and "LocalExecutor" not in cmdline
+            ]
         needles = COMPONENTS[component]
+        return [pid for pid, cmdline in self._processes() if all(needle in cmdline for needle in needles)]
+
+    def _processes(self) -> list[tuple[int, str]]:
         marker = str(self.state_dir).encode()
         found = []
         for proc in Path("/proc").iterdir():
@@ -203,12 +214,12 @@ class SuiteStack:
                 environ = (proc / "environ").read_bytes()
             except OSError:
                 continue
-            if marker in environ and all(needle in cmdline for needle in needles):
-                found.append(int(proc.name))
+            if marker in environ:
+                found.append((int(proc.name), cmdline.strip()))
         return found
 
-    def kill(self, component: str) -> int:
-        pids = self.pids(component)
+    def kill(self, component: str, first_only: bool = False) -> int:
+        pids = self.pids(component)[:1] if first_only else self.pids(component)
         for pid in pids:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -243,16 +254,19 @@ class Scenario:
     description: str
     files: int
     fault_at: float = 0.0  # seconds after the drop starts
-    fault: Callable[[SuiteStack], str] | None = None
+    fault: Callable[[SuiteStack, list[WorkFile]], str] | None = None
     recover_after: float | None = None  # seconds after the fault
     recover: Callable[[SuiteStack], str] | None = None
     kinds: tuple[str, ...] = KINDS
     extra_alerts: Callable[[list[WorkFile]], int] = lambda _files: 0
 
 
-def _kill(component: str) -> Callable[[SuiteStack], str]:
-    def act(stack: SuiteStack) -> str:
-        return f"SIGKILL {component} ({stack.kill(component)} process(es))"
+def _kill(component: str, first_only: bool = False) -> Callable[[SuiteStack, list[WorkFile]], str]:
+    def act(stack: SuiteStack, _files: list[WorkFile]) -> str:
+        deadline = time.monotonic() + 60
+        while not (killed := stack.kill(component, first_only)) and time.monotonic() < deadline:
+            time.sleep(0.5)  # a task process exists only while a task runs
+        return f"SIGKILL {component} ({killed} process(es))"
 
     return act
 
@@ -268,10 +282,28 @@ def _fault(
     return act
 
 
-def _restart(stack: SuiteStack) -> str:
+def _restart(stack: SuiteStack, _files: list[WorkFile]) -> str:
     stopped = stack.stop()
     started = stack.start()
     return f"stop ({stopped:.1f} s) and start ({started:.0f} s)"
+
+
+def _withdraw_and_resend(stack: SuiteStack, files: list[WorkFile]) -> str:
+    """The partner deletes some files and uploads new content to others while the burst runs."""
+    settings = stack.settings()
+    s3 = stack.client("s3")
+    good = [index for index, item in enumerate(files) if item.kind == "good"]
+    withdrawn, resent = good[0::3], good[1::3]
+    for index in withdrawn:
+        s3.delete_object(Bucket=settings.bucket, Key=settings.landing_prefix + files[index].rel)
+        files[index] = replace(files[index], withdrawn=True)
+    for index in resent:
+        item = files[index]
+        s3.put_object(
+            Bucket=settings.bucket, Key=settings.landing_prefix + item.rel, Body=item.body + b"resent,x,1\n"
+        )
+        files[index] = replace(item, uploads=2)
+    return f"partner withdrew {len(withdrawn)} files and re-sent {len(resent)} with new content"
 
 
 def _clear_failed(stack: SuiteStack) -> str:
@@ -334,6 +366,21 @@ SCENARIOS = [
         kinds=("wrong_extension", "corrupt"),
     ),
     Scenario("stop-start", "the whole stack is stopped and started mid-burst", 40, 15, _restart),
+    Scenario(
+        "task-killed",
+        "a running task's process is SIGKILLed (a worker dying mid-task)",
+        20,
+        8,
+        _kill("task", first_only=True),
+    ),
+    Scenario(
+        "withdraw-and-resend",
+        "the partner deletes some files and re-sends others mid-burst",
+        30,
+        3,
+        _withdraw_and_resend,
+        kinds=("good",),
+    ),
     Scenario("mixed-burst", "1,000 mixed files at once (--files to change)", 1000),
 ]
 
@@ -390,7 +437,7 @@ def run_scenario(stack: SuiteStack, scenario: Scenario, files_override: int | No
     while True:
         elapsed = time.monotonic() - started
         if not fault_done and elapsed >= scenario.fault_at:
-            events.append(f"{elapsed:.0f} s: {scenario.fault(stack)}")  # type: ignore[misc]
+            events.append(f"{elapsed:.0f} s: {scenario.fault(stack, files)}")  # type: ignore[misc]
             fault_done = True
             if scenario.recover is not None:
                 recover_at = elapsed + (scenario.recover_after or 0)
@@ -424,6 +471,7 @@ COLUMNS = [
     "rejected",
     "quarantined",
     "duplicates",
+    "withdrawn",
     "still waiting",
     "lost",
     "misplaced",

@@ -34,6 +34,8 @@ class WorkFile:
     body: bytes
     expected: Outcome
     kind: str
+    withdrawn: bool = False  # the partner deleted it: gone before its claim, or processed if claimed first
+    uploads: int = 1  # how many versions were uploaded (each is processed: one output version each)
 
 
 def _csv(rows: int, seed: int) -> bytes:
