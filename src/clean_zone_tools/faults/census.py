@@ -93,6 +93,30 @@ def read_alerts(sqs: Any, queue_url: str, seen: list[dict[str, Any]]) -> list[di
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
+def _locate(settings: Settings, item: WorkFile, listed: dict[str, set[str]]) -> str:
+    found = []
+    for place, keys in listed.items():
+        key = (
+            settings.landing_prefix + item.rel
+            if place == "landing"
+            else place_key(settings, Place(place), item.rel)
+        )
+        if key in keys:
+            found.append(place)
+    rejected = place_key(settings, Place.REJECTED, "")
+    if (
+        not found
+        and rejected + too_long_key(settings.landing_prefix + item.rel) in listed[Place.REJECTED.value]
+    ):
+        found.append(Place.REJECTED.value)
+    terminal = [place for place in found if place not in ("landing", Place.PROCESSING.value)]
+    if not found:
+        return WITHDRAWN if item.withdrawn else LOST
+    if len(found) > 1:
+        return MISPLACED
+    return terminal[0] if terminal else WAITING
+
+
 def take(
     s3: Any, settings: Settings, files: Iterable[WorkFile], alerts: list[dict[str, Any]], alerts_expected: int
 ) -> Census:
@@ -109,30 +133,7 @@ def take(
     census = Census(files_in=len(files), alerts_expected=alerts_expected, alerts_sent=len(alerts))
     alert_text = "\n".join(f"{alert.get('subject')}\n{alert.get('message')}" for alert in alerts)
     for item in files:
-        found = []
-        for place, keys in listed.items():
-            key = (
-                settings.landing_prefix + item.rel
-                if place == "landing"
-                else place_key(settings, Place(place), item.rel)
-            )
-            if key in keys:
-                found.append(place)
-        if not found and too_long_key(settings.landing_prefix + item.rel) in {
-            key.removeprefix(place_key(settings, Place.REJECTED, "")) for key in listed[Place.REJECTED.value]
-        }:
-            found.append(Place.REJECTED.value)
-        terminal = [place for place in found if place not in ("landing", Place.PROCESSING.value)]
-        if not found and item.withdrawn:
-            where = WITHDRAWN
-        elif not found:
-            where = LOST
-        elif len(found) > 1:
-            where = MISPLACED
-        elif terminal:
-            where = terminal[0]
-        else:
-            where = WAITING
+        where = _locate(settings, item, listed)
         census.places[where] += 1
         census.where[item.rel] = where
         if (
