@@ -7,10 +7,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
-from deploy_helpers import deploy, keys, make_deployer, write
+from deploy_helpers import (
+    ENV,
+    Captured,
+    deploy,
+    environment,
+    keys,
+    make_deployer,
+    mwaa_client,
+    versions_in_bucket,
+    write,
+)
 
 from clean_zone_tools.mwaa_deploy import cli, plugins_zip
 from clean_zone_tools.mwaa_deploy.apply import DeployFailedError
@@ -20,60 +29,6 @@ from clean_zone_tools.mwaa_deploy.record import RecordStore
 from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.e2e
-
-ENV = "clean-zone"
-
-
-class Captured:
-    """Matches any value in a Stubber expectation and remembers it."""
-
-    def __init__(self) -> None:
-        self.value: Any = None
-
-    def __eq__(self, other: object) -> bool:
-        self.value = other
-        return True
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def environment(
-    bucket: str,
-    status: str = "AVAILABLE",
-    versions: dict[str, str] | None = None,
-    last_update: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A GetEnvironment response as MWAA sends it."""
-    env: dict[str, Any] = {
-        "Name": ENV,
-        "Status": status,
-        "AirflowVersion": "3.3.1",
-        "SourceBucketArn": f"arn:aws:s3:::{bucket}",
-        "DagS3Path": "dags",
-        "Arn": f"arn:aws:airflow:us-east-1:123456789012:environment/{ENV}",
-    }
-    names = {"plugins": "Plugins", "requirements": "Requirements", "startup": "StartupScript"}
-    keys_by_role = {"plugins": "plugins.zip", "requirements": "requirements.txt", "startup": "startup.sh"}
-    for role, version in (versions or {}).items():
-        env[f"{names[role]}S3Path"] = keys_by_role[role]
-        env[f"{names[role]}S3ObjectVersion"] = version
-    if last_update is not None:
-        env["LastUpdate"] = last_update
-    return {"Environment": env}
-
-
-def mwaa_client() -> Any:
-    return boto3.client(
-        "mwaa",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106
-    )
-
-
-def versions_in_bucket(s3: Any, bucket: str) -> dict[str, str]:
-    keys_by_role = {"plugins": "plugins.zip", "requirements": "requirements.txt", "startup": "startup.sh"}
-    return {role: s3.head_object(Bucket=bucket, Key=key)["VersionId"] for role, key in keys_by_role.items()}
 
 
 def test_update_names_exactly_the_new_versions_then_waits_then_syncs_dags(
@@ -193,6 +148,10 @@ def test_a_failed_update_is_reported_and_the_dags_are_left_alone(
         )
         stub.add_response("get_environment", environment(bucket, "UPDATING", shipped), {"Name": ENV})
         stub.add_response("get_environment", environment(bucket, "ROLLING_BACK", shipped), {"Name": ENV})
+        stub.add_response(
+            "get_environment", environment(bucket, "AVAILABLE", shipped, failure), {"Name": ENV}
+        )
+        # Which versions the environment still runs, to make them the current objects again.
         stub.add_response(
             "get_environment", environment(bucket, "AVAILABLE", shipped, failure), {"Name": ENV}
         )
