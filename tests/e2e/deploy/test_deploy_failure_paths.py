@@ -38,61 +38,25 @@ pytestmark = pytest.mark.e2e
 ARN = {"Arn": f"arn:aws:airflow:us-east-1:123456789012:environment/{ENV}"}
 
 
+def expect_a_successful_first_update(stub: Stubber, bucket: str) -> None:
+    """A new environment (nothing configured) that takes the three new versions."""
+    stub.add_response("get_environment", environment(bucket), {"Name": ENV})
+    stub.add_response("update_environment", ARN)
+    stub.add_response(
+        "get_environment",
+        environment(bucket, last_update={"Status": "SUCCESS", "CreatedAt": datetime.now(UTC)}),
+    )
+
+
 def first_deploy(s3: Any, bucket: str, project: ProjectLayout, mwaa: Any, clock: FakeClock) -> dict[str, str]:
     with Stubber(mwaa) as stub:
-        stub.add_response("get_environment", environment(bucket), {"Name": ENV})
-        stub.add_response("update_environment", ARN)
-        stub.add_response(
-            "get_environment",
-            environment(bucket, last_update={"Status": "SUCCESS", "CreatedAt": datetime.now(UTC)}),
-        )
+        expect_a_successful_first_update(stub, bucket)
         deploy(s3, bucket, project, environment=ENV, mwaa=mwaa, sleep=clock.sleep, clock=clock.clock)
     return versions_in_bucket(s3, bucket)
 
 
-# --- defect 2: after a failed update, the bucket shows what the environment runs -------------------------
-
-
-def test_a_failed_update_leaves_the_running_versions_current_and_a_revert_is_truly_clean(
-    s3: Any, bucket: str, project: ProjectLayout
-) -> None:
-    mwaa, clock = mwaa_client(), FakeClock(start=0.0)
-    shipped = first_deploy(s3, bucket, project, mwaa, clock)
-    good = project.requirements.read_bytes()
-    project.requirements.write_bytes(good + b"some-private-package==1.0\n")
-    failure = {
-        "Status": "FAILED",
-        "CreatedAt": datetime.now(UTC),
-        "Error": {"ErrorCode": "INCORRECT_CONFIGURATION", "ErrorMessage": "No matching distribution"},
-    }
-    with Stubber(mwaa) as stub:
-        stub.add_response("get_environment", environment(bucket, versions=shipped), {"Name": ENV})
-        stub.add_response("update_environment", ARN)
-        stub.add_response("get_environment", environment(bucket, "UPDATING", shipped), {"Name": ENV})
-        stub.add_response(
-            "get_environment", environment(bucket, "AVAILABLE", shipped, failure), {"Name": ENV}
-        )
-        # After the failure the environment still pins the old version: ask which, to put it back.
-        stub.add_response(
-            "get_environment", environment(bucket, "AVAILABLE", shipped, failure), {"Name": ENV}
-        )
-        with pytest.raises(DeployFailedError) as failed:
-            deploy(s3, bucket, project, environment=ENV, mwaa=mwaa, sleep=clock.sleep, clock=clock.clock)
-        stub.assert_no_pending_responses()
-
-    assert "the versions it runs are the bucket's current objects again: requirements.txt" in str(
-        failed.value
-    )
-    assert body(s3, bucket, "requirements.txt") == good
-    assert not keys(s3, bucket, "deployments/lock.json")
-
-    # The operator reverts the file: now "nothing to deploy" is the truth.
-    project.requirements.write_bytes(good)
-    with Stubber(mwaa) as stub:
-        stub.add_response("get_environment", environment(bucket, versions=shipped), {"Name": ENV})
-        again = deploy(s3, bucket, project, environment=ENV, mwaa=mwaa)
-    assert any("Nothing to deploy" in line for line in again.output)
-    assert body(s3, bucket, "requirements.txt") == good
+# --- defect 2: the bucket's current objects are what the environment runs ------------------------------
+# (a failed update putting them back: the failed-update test in test_deploy_mwaa_update.py)
 
 
 def test_a_bad_current_object_left_behind_is_shown_by_status_and_put_right_by_the_next_deploy(
@@ -271,12 +235,7 @@ def test_a_dag_the_environment_could_not_load_fails_the_deploy_with_its_error(
     output: list[str] = []
     trace = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'helpers'"
     with Stubber(mwaa) as stub:
-        stub.add_response("get_environment", environment(bucket), {"Name": ENV})
-        stub.add_response("update_environment", ARN)
-        stub.add_response(
-            "get_environment",
-            environment(bucket, last_update={"Status": "SUCCESS", "CreatedAt": datetime.now(UTC)}),
-        )
+        expect_a_successful_first_update(stub, bucket)
         stub.add_response(
             "invoke_rest_api",
             {"RestApiStatusCode": 200, "RestApiResponse": {"dags": [], "total_entries": 0}},

@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 from deploy_helpers import (
     ENV,
     Captured,
+    body,
     deploy,
     environment,
     keys,
@@ -130,7 +131,8 @@ def test_a_failed_update_is_reported_and_the_dags_are_left_alone(
     assert before is not None
 
     # A requirement that cannot install on MWAA, and a new DAG that would need it.
-    project.requirements.write_text(project.requirements.read_text() + "some-private-package==1.0\n")
+    good = project.requirements.read_bytes()
+    project.requirements.write_bytes(good + b"some-private-package==1.0\n")
     write(project.dags_dir / "needs_private_package.py", "import some_private_package\n")
     failure = {
         "Status": "FAILED",
@@ -170,6 +172,20 @@ def test_a_failed_update_is_reported_and_the_dags_are_left_alone(
     # No record for a deployment that did not happen: rollback still targets the good one.
     latest = RecordStore(s3, bucket).latest()
     assert latest is not None and latest.id == before.id
+    # Defect 2: the refused requirements.txt does not stay the bucket's current object; the version
+    # the environment still runs is made current again (the refused one stays in the history).
+    assert "the versions it runs are the bucket's current objects again: requirements.txt" in message
+    assert body(s3, bucket, "requirements.txt") == good
+    assert not keys(s3, bucket, "deployments/lock.json")
+
+    # The operator reverts the file (and drops the DAG): "nothing to deploy" is now the truth.
+    project.requirements.write_bytes(good)
+    (project.dags_dir / "needs_private_package.py").unlink()
+    with Stubber(mwaa) as stub:
+        stub.add_response("get_environment", environment(bucket, versions=shipped), {"Name": ENV})
+        again = deploy(s3, bucket, project, environment=ENV, mwaa=mwaa)
+    assert any("Nothing to deploy" in line for line in again.output)
+    assert body(s3, bucket, "requirements.txt") == good
 
 
 def test_an_environment_reading_another_bucket_is_refused(

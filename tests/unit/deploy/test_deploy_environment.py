@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -22,16 +21,6 @@ def env(status: str, last_update: dict[str, Any] | None = None, **extra: Any) ->
     if last_update is not None:
         body["LastUpdate"] = last_update
     return {"Environment": body}
-
-
-@pytest.fixture
-def mwaa() -> Any:
-    return boto3.client(
-        "mwaa",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106
-    )
 
 
 def wait(mwaa: Any, fake: FakeClock, lines: list[str], **options: Any) -> environment.EnvironmentInfo:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -15,16 +14,6 @@ from tests.support.clock import FakeClock
 
 NAME = "clean-zone"
 SYNCED = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def mwaa() -> Any:
-    return boto3.client(
-        "mwaa",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106
-    )
 
 
 def dags(*dag_ids: str) -> dict[str, Any]:
