@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from . import environment, project, record, report, sync, verify
 from .plan import DeployPlan, DeployRefusedError, DeployTarget, Planner, RollbackPlan, short_version
 from .record import DeploymentRecord, ObjectEntry
@@ -267,7 +269,11 @@ class Deployer(Planner):
             if not action.upload or running is None or (env and env.paths.get(role) != action.key):
                 continue
             entry = record.ObjectEntry(key=action.key, version_id=running, etag="", digest="", size=0)
-            sync.copy_version(self.s3, self.target.bucket, entry)
+            try:
+                sync.copy_version(self.s3, self.target.bucket, entry)
+            except ClientError as error:  # the update's failure is the news; this is a footnote to it
+                self.out(f"warning: could not make {action.key} version {running} current again: {error}")
+                continue
             restored.append(f"{action.key} (version {short_version(running)})")
         return restored
 
