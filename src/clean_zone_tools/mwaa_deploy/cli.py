@@ -180,13 +180,11 @@ def _check_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    commands = "\n".join(f"  {name:<10} {text}" for name, text in COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="scripts/deploy",
         usage="scripts/deploy [COMMAND] [options]   (COMMAND first; `scripts/deploy COMMAND --help`)",
         description="Deploy this project to an Amazon MWAA environment through its S3 bucket: preflight\n"
-        "checks, incremental sync, environment update, deployment record and rollback.\n\n"
-        f"commands:\n{commands}",
+        "checks, incremental sync, environment update, deployment record and rollback.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -198,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback": [target, change],
         "status": [target],
     }
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, text in COMMANDS.items():
         command = sub.add_parser(
             name, parents=parents[name], help=text, description=text, prog=f"scripts/deploy {name}"
