@@ -32,7 +32,17 @@ in a child interpreter started with ``-S -P`` (no ``site`` processing, so the ed
 ``PYTHONPATH=<dags>:<plugins>:<site-packages>`` (PYTHONPATH entries run no ``.pth`` files). A DAG
 that only imports because of the local install then fails the gate, as it would on MWAA. This is the
 project's one simulation of MWAA's path; :func:`load_folder` itself loads in the calling interpreter
-(the per-DAG tests, the parse benchmark and the preflight's parse timing use it directly).
+(the per-DAG tests and the parse benchmark use it directly).
+
+The child can run on another interpreter and site-packages (:func:`check`'s ``python`` and
+``site_packages``): the deploy preflight gives it the MWAA-like environment
+(``clean_zone_tools.mwaa_deploy.mwaa_env``: exactly what MWAA preinstalls plus requirements.txt), so a
+DAG that imports a package MWAA lacks fails there even though the development venv has it.
+
+Parse time (:func:`fresh_parse_times`): measured in the child before it imports any DAG file, each
+file in a process forked for it after the ``airflow.*`` modules are imported, as MWAA's DAG
+processor parses files. Timing files in a process that already imported their helpers (a test run,
+a second pass) would report 0.01 s for a file that takes seconds on MWAA.
 
 Environment: Airflow reads its configuration when first imported, so every public function first sets
 safe defaults, never overriding what the caller set: ``AIRFLOW_HOME`` to a private temporary directory
@@ -57,6 +67,7 @@ import site
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -381,40 +392,112 @@ def on_mwaa_path() -> bool:
 
 
 def mwaa_path_command(
-    args: list[str], *, dags_folder: Path, plugins_folder: Path | None
+    args: list[str],
+    *,
+    dags_folder: Path,
+    plugins_folder: Path | None,
+    python: Path | None = None,
+    site_packages: list[Path] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """The command and environment that run this module's CLI with ``args`` on MWAA's import path."""
+    """The command and environment that run this module's CLI with ``args`` on MWAA's import path.
+
+    ``python`` and ``site_packages`` default to this interpreter and its site-packages.
+    """
     # This file by its path: under -S the package it belongs to is not importable, by design.
-    command = [sys.executable, "-S", "-P", str(Path(__file__).resolve()), *args]
+    command = [str(python or sys.executable), "-S", "-P", str(Path(__file__).resolve()), *args]
     # What MWAA imports from: the DAGs folder, the plugins folder, the installed requirements. The
     # site-packages folders go in as plain entries, so their .pth files (the editable finder) never run.
     entries = [Path(dags_folder).resolve()]
     if plugins_folder is not None and Path(plugins_folder).is_dir():
         entries.append(Path(plugins_folder).resolve())
-    entries.extend(Path(folder) for folder in site.getsitepackages())
+    if site_packages is None:
+        site_packages = [Path(folder) for folder in site.getsitepackages()]
+    entries.extend(site_packages)
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(str(entry) for entry in entries)}
     return command, environment
 
 
-def integrity_problems(dags_folder: Path, *, plugins_folder: Path | None = None) -> list[str]:
-    """Every integrity problem in ``dags_folder``, one line each; an empty list means it passes.
+@dataclass
+class IntegrityReport:
+    """What the gate found in a DAG folder, from the child on MWAA's import path."""
+
+    problems: list[str]
+    dag_ids: list[str] = field(default_factory=list)
+    parse_seconds: dict[str, float] = field(default_factory=dict)  # file -> seconds, fresh process each
+
+
+def check(
+    dags_folder: Path,
+    *,
+    plugins_folder: Path | None = None,
+    python: Path | None = None,
+    site_packages: list[Path] | None = None,
+) -> IntegrityReport:
+    """Every integrity problem in ``dags_folder``, its DAG ids and each file's parse time.
 
     The folder is loaded in a child interpreter on MWAA's import path (see the module docstring), with
-    ``plugins_folder`` on it too when given.
+    ``plugins_folder`` on it too when given; ``python`` and ``site_packages`` choose the interpreter
+    and the installed packages (default: this interpreter's).
     """
     folder = Path(dags_folder)
     if not folder.is_dir():
-        return [f"{folder}: not a directory"]
-    if on_mwaa_path():
-        return _problems(load_folder(folder))
+        return IntegrityReport([f"{folder}: not a directory"])
     args = _child_args(folder, plugins_folder, json_output=True)
-    command, environment = mwaa_path_command(args, dags_folder=folder, plugins_folder=plugins_folder)
+    command, environment = mwaa_path_command(
+        args, dags_folder=folder, plugins_folder=plugins_folder, python=python, site_packages=site_packages
+    )
     completed = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     try:
-        return list(json.loads(completed.stdout)["problems"])
+        reported = json.loads(completed.stdout)
+        return IntegrityReport(
+            list(reported["problems"]), list(reported["dag_ids"]), dict(reported["parse_seconds"])
+        )
     except (ValueError, KeyError):  # the child crashed before it could report
         detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        return [f"{folder}: the check on MWAA's import path failed (exit {completed.returncode}): {detail}"]
+        return IntegrityReport(
+            [f"{folder}: the check on MWAA's import path failed (exit {completed.returncode}): {detail}"]
+        )
+
+
+def integrity_problems(dags_folder: Path, *, plugins_folder: Path | None = None) -> list[str]:
+    """Every integrity problem in ``dags_folder``, one line each; an empty list means it passes."""
+    if on_mwaa_path():
+        return _problems(load_folder(Path(dags_folder)))
+    return check(dags_folder, plugins_folder=plugins_folder).problems
+
+
+def fresh_parse_times(dags_folder: Path) -> dict[str, float]:
+    """Each DAG file's parse seconds, each in a fresh process forked after Airflow's own imports.
+
+    Call it before anything imports the folder's files: a forked child inherits its parent's modules.
+    """
+    prepare_environment()
+    folder = Path(dags_folder).resolve()
+    _pre_import_airflow_modules(folder)
+    from airflow.dag_processing.dagbag import BundleDagBag
+    from airflow.dag_processing.importers import get_importer_registry
+
+    with _without_pathspec_warning():
+        dag_files = sorted(get_importer_registry().list_dag_files(str(folder), safe_mode=True))
+    times: dict[str, float] = {}
+    for path in dag_files:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: parse one file, report the seconds, never return into the caller
+            os.close(read_end)
+            started = time.perf_counter()
+            try:
+                with _quiet_airflow_logs(True), redirect_stdout(sys.stderr):
+                    BundleDagBag(dag_folder=path, bundle_path=folder, bundle_name=BUNDLE_NAME)
+            finally:
+                os.write(write_end, repr(time.perf_counter() - started).encode())
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            answer = pipe.read()
+        os.waitpid(pid, 0)
+        times[Path(path).resolve().relative_to(folder).as_posix()] = float(answer or "nan")
+    return times
 
 
 def _child_args(
@@ -446,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         "errors, cycles, duplicate ids, DAG properties (owner, tags, docs, failure callback, retries) "
         "and .airflowignore coverage. The folder is imported with only the DAGs folder, the plugins "
         "folder and the installed packages on the path, as on MWAA (never through this project's "
-        "editable install). Exit 0 when clean, 1 when problems are found, 2 on usage errors."
+        "editable install). Exit 0 when clean, 1 when problems are found, 2 on usage errors.",
     )
     parser.add_argument(
         "--dags-folder",
@@ -478,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     # Airflow logs (and re-emits DAG files' warnings) on stdout; keep stdout for the report alone.
     # Airflow is first imported inside this block, so its log handlers bind to stderr for good.
     with redirect_stdout(sys.stderr):
+        # Timed first, while no DAG file or helper has been imported here (see fresh_parse_times).
+        parse_seconds = fresh_parse_times(args.dags_folder) if args.json else {}
         loaded = load_folder(args.dags_folder, quiet=not args.verbose)
         problems = _problems(loaded)
     if args.json:
@@ -487,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
                     "dags_folder": str(loaded.folder),
                     "dag_ids": sorted(loaded.dags),
                     "files": [parsed.path for parsed in loaded.files],
+                    "parse_seconds": parse_seconds,
                     "problems": problems,
                     "ok": not problems,
                 },

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from . import environment, preflight, project, requirements
+from . import environment, preflight, project, record, requirements, sync
 from .apply import Deployer, DeployFailedError
 from .plan import DeployRefusedError, DeployTarget
 
@@ -45,7 +46,8 @@ typical loop:
 
 Without --environment, give --bucket: files are synced, but MWAA only picks up a
 new plugins.zip / requirements.txt / startup.sh after an environment update.
-Defaults may come from MWAA_ENVIRONMENT, MWAA_BUCKET. Docs: docs/deploy.md
+Defaults may come from MWAA_ENVIRONMENT, MWAA_BUCKET. Each command's options and their
+defaults: scripts/deploy COMMAND --help. Docs: docs/deploy.md
 exit codes: 0 ok, 1 refused or failed, 2 usage
 """
 
@@ -54,25 +56,23 @@ class UsageError(Exception):
     pass
 
 
-def build_parser() -> argparse.ArgumentParser:
-    commands = "\n".join(f"  {name:<10} {text}" for name, text in COMMANDS.items())
-    parser = argparse.ArgumentParser(
-        prog="scripts/deploy",
-        description="Deploy this project to an Amazon MWAA environment through its S3 bucket: preflight\n"
-        "checks, incremental sync, environment update, deployment record and rollback.\n\n"
-        f"commands:\n{commands}",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "command",
-        nargs="?",
-        default="apply",
-        choices=list(COMMANDS),
-        metavar="COMMAND",
-        help="what to do (default: apply); see the list above",
-    )
-    target = parser.add_argument_group("target")
+# Failures reported in a user's terms (exit 1); anything else is a bug and keeps its traceback.
+HANDLED_ERRORS = (
+    DeployRefusedError,
+    DeployFailedError,
+    record.RecordError,
+    sync.DeleteRefusedError,
+    BotoCoreError,
+    ClientError,
+)
+
+
+_SHOWN = " (default: %(default)s)"
+
+
+def _target_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    target = parent.add_argument_group("target")
     target.add_argument(
         "--environment",
         default=os.environ.get("MWAA_ENVIRONMENT"),
@@ -83,11 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("MWAA_BUCKET"),
         help="the environment's S3 bucket (env MWAA_BUCKET)",
     )
-    target.add_argument("--dags-prefix", default="dags/", help="DAG folder in the bucket (default: dags/)")
+    target.add_argument("--dags-prefix", default="dags/", help="DAG folder in the bucket" + _SHOWN)
     target.add_argument(
         "--record-prefix",
         default="deployments/",
-        help="where deployment records are kept in the bucket (default: deployments/)",
+        help="where deployment records are kept in the bucket" + _SHOWN,
     )
     target.add_argument("--profile", help="AWS profile (default: the standard chain: AWS_PROFILE, env, role)")
     target.add_argument("--region", help="AWS Region (default: from the profile or AWS_DEFAULT_REGION)")
@@ -97,8 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=project.default_project_root(),
         help="the project checkout to deploy (default: this repository)",
     )
+    return parent
 
-    run = parser.add_argument_group("apply and rollback")
+
+def _change_options() -> argparse.ArgumentParser:
+    """What apply and rollback share: the environment update, and the check of what MWAA parsed."""
+    parent = argparse.ArgumentParser(add_help=False)
+    run = parent.add_argument_group("environment update and verification")
     run.add_argument(
         "--plan",
         action="store_true",
@@ -110,21 +115,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="upload, but do not call UpdateEnvironment (new object versions stay pending)",
     )
     run.add_argument(
-        "--to", metavar="ID", help="rollback: the deployment to restore (default: the one before the current)"
+        "--poll-interval", type=float, default=30.0, help="seconds between environment status polls" + _SHOWN
     )
     run.add_argument(
-        "--poll-interval", type=float, default=30.0, help="seconds between environment status polls"
+        "--wait-timeout", type=float, default=90.0, help="minutes to wait for an environment update" + _SHOWN
     )
     run.add_argument(
-        "--wait-timeout", type=float, default=90.0, help="minutes to wait for an environment update"
+        "--worker-replacement",
+        choices=environment.WORKER_REPLACEMENT_STRATEGIES,
+        help="UpdateEnvironment's WorkerReplacementStrategy: FORCED stops running tasks at once, GRACEFUL "
+        "lets workers finish them (slower) (default: MWAA's own)",
     )
+    run.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not ask the environment (InvokeRestApi) whether every DAG loaded after the deploy",
+    )
+    run.add_argument(
+        "--verify-timeout",
+        type=float,
+        default=10.0,
+        help="minutes to wait for the environment to list every deployed DAG" + _SHOWN,
+    )
+    return parent
 
-    checks = parser.add_argument_group("preflight checks")
+
+def _check_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    checks = parent.add_argument_group("preflight checks")
     checks.add_argument(
         "--parse-budget",
         type=float,
-        default=1.0,
-        help="maximum seconds to parse all DAG files (default: 1.0; MWAA's own limit is 30 s per file)",
+        default=5.0,
+        help="maximum seconds to parse any one DAG file, in a fresh process as MWAA's DAG processor does"
+        + _SHOWN
+        + "; MWAA gives up on a file after 30 s",
     )
     resolve = checks.add_mutually_exclusive_group()
     resolve.add_argument(
@@ -138,25 +163,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="resolve requirements.txt from scratch (--ignore-installed; about 30 s, needs PyPI)",
     )
     checks.add_argument(
+        "--dev-imports",
+        action="store_true",
+        help="import the DAGs with the project's .venv instead of the MWAA-like environment (faster, "
+        "offline; misses packages MWAA lacks)",
+    )
+    checks.add_argument(
         "--airflow-version",
         default="3.3.1",
-        help="Airflow version to check against when no --environment is given (default: 3.3.1)",
+        help="Airflow version to check against when no --environment is given" + _SHOWN,
     )
     checks.add_argument(
         "--python-version", help="Python version of the environment (default: known from the Airflow version)"
     )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/deploy",
+        usage="scripts/deploy [COMMAND] [options]   (COMMAND first; `scripts/deploy COMMAND --help`)",
+        description="Deploy this project to an Amazon MWAA environment through its S3 bucket: preflight\n"
+        "checks, incremental sync, environment update, deployment record and rollback.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target, change, checks = _target_options(), _change_options(), _check_options()
+    parents = {
+        "apply": [target, change, checks],
+        "plan": [target, change, checks],
+        "preflight": [target, checks],
+        "rollback": [target, change],
+        "status": [target],
+    }
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, text in COMMANDS.items():
+        command = sub.add_parser(
+            name, parents=parents[name], help=text, description=text, prog=f"scripts/deploy {name}"
+        )
+        if name == "rollback":
+            command.add_argument(
+                "--to", metavar="ID", help="the deployment to restore (default: the one before the current)"
+            )
     return parser
+
+
+def _with_command(argv: list[str]) -> list[str]:
+    """``scripts/deploy --plan ...`` means ``scripts/deploy apply --plan ...``: apply is the default."""
+    if argv and (argv[0] in COMMANDS or argv[0] in {"-h", "--help"}):
+        return argv
+    return ["apply", *argv]
+
+
+def _local_endpoint(client: Any) -> str | None:
+    """The endpoint URL when ``client`` points at this machine (a moto server), else None."""
+    url = str(getattr(client.meta, "endpoint_url", "") or "")
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return url if host in {"localhost", "127.0.0.1", "::1"} or host.endswith(".localhost") else None
 
 
 def _validate(args: argparse.Namespace) -> None:
     if args.command == "plan":
         args.command, args.plan = "apply", True
-    if args.to and args.command != "rollback":
-        raise UsageError("--to only applies to rollback")
-    if args.plan and args.command not in {"apply", "rollback"}:
-        raise UsageError(f"--plan does not apply to {args.command}")
-    if args.parse_budget <= 0 or args.poll_interval <= 0 or args.wait_timeout <= 0:
-        raise UsageError("--parse-budget, --poll-interval and --wait-timeout must be positive")
+    for name in ("parse_budget", "poll_interval", "wait_timeout", "verify_timeout"):
+        if getattr(args, name, 1.0) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
     if args.command != "preflight" and not (args.bucket or args.environment):
         raise UsageError("no target: give --environment (its bucket is then used) or --bucket")
     if not (args.project_root / "dags").is_dir():
@@ -167,6 +238,14 @@ def _clients(args: argparse.Namespace) -> tuple[Any, Any]:
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
     s3 = session.client("s3")
     mwaa = session.client("mwaa") if args.environment else None
+    if mwaa is not None and (local := _local_endpoint(mwaa)):
+        # Otherwise botocore retries "http://api.127.0.0.1:..." for seconds and fails obscurely.
+        raise UsageError(
+            f"--environment {args.environment} with a local endpoint ({local}, from AWS_ENDPOINT_URL): there "
+            "is no local MWAA API. To deploy to a local moto server, drop --environment and give --bucket; "
+            "to use a local S3 with a real environment, set AWS_ENDPOINT_URL_S3 (S3 only) instead of "
+            "AWS_ENDPOINT_URL"
+        )
     return s3, mwaa
 
 
@@ -181,6 +260,7 @@ def _preflight_options(args: argparse.Namespace, airflow_version: str) -> prefli
         python_version=python_version,
         parse_budget_seconds=args.parse_budget,
         resolve="skip" if args.skip_resolve else "full" if args.full_resolve else "installed",
+        imports="dev" if args.dev_imports else "mwaa",
     )
 
 
@@ -208,21 +288,27 @@ def _run(args: argparse.Namespace, out: Callable[[str], None], clients: tuple[An
     bucket = args.bucket or (env_info.source_bucket if env_info else None)
     if not bucket:
         raise UsageError("no bucket: give --bucket (or --environment, whose bucket is then used)")
-    deployer = Deployer(
-        s3,
-        DeployTarget(
-            bucket=bucket,
-            dags_prefix=args.dags_prefix,
-            record_prefix=args.record_prefix,
-            environment=args.environment,
-        ),
-        layout,
-        mwaa=mwaa,
-        known_environment=env_info,
-        out=out,
-        poll_seconds=args.poll_interval,
-        wait_timeout_seconds=args.wait_timeout * 60.0,
-    )
+    changing = args.command in {"apply", "rollback"}
+    try:
+        deployer = Deployer(
+            s3,
+            DeployTarget(
+                bucket=bucket,
+                dags_prefix=args.dags_prefix,
+                record_prefix=args.record_prefix,
+                environment=args.environment,
+            ),
+            layout,
+            mwaa=mwaa,
+            known_environment=env_info,
+            out=out,
+            poll_seconds=args.poll_interval if changing else 30.0,
+            wait_timeout_seconds=(args.wait_timeout if changing else 90.0) * 60.0,
+            worker_replacement=args.worker_replacement if changing else None,
+            verify_timeout_seconds=None if not changing or args.no_verify else args.verify_timeout * 60.0,
+        )
+    except ValueError as problem:  # prefixes that overlap or reach the whole bucket
+        raise UsageError(str(problem)) from problem
     if args.command == "status":
         deployer.status()
         return 0
@@ -260,7 +346,7 @@ def _apply(
             return 1
         out("Plan only: nothing was changed.")
         return 0
-    deployer.apply(plan, update=not args.no_update)
+    deployer.apply(plan, update=not args.no_update, dag_ids=report.dag_ids)
     return 0
 
 
@@ -272,7 +358,7 @@ def _explain(problem: Exception) -> int:
     """Print what went wrong in a user's terms; return the exit code."""
     if isinstance(problem, DeployRefusedError):
         _error("refusing to deploy:\n" + "\n".join(f"  - {reason}" for reason in problem.reasons))
-    elif isinstance(problem, DeployFailedError):
+    elif isinstance(problem, DeployFailedError | record.RecordError | sync.DeleteRefusedError):
         _error(str(problem))
     elif isinstance(problem, NoCredentialsError):
         _error(
@@ -298,16 +384,16 @@ def main(
 ) -> int:
     """Entry point. ``clients`` (s3, mwaa) replaces the boto3 session for tests."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_with_command(list(sys.argv[1:] if argv is None else argv)))
     write = out or (lambda line: print(line, flush=True))
     try:
         _validate(args)
         return _run(args, write, clients)
-    except (UsageError, ProfileNotFound, ValueError) as problem:
+    except (UsageError, ProfileNotFound) as problem:
         parser.print_usage(sys.stderr)
         _error(str(problem))
         return 2
-    except (DeployRefusedError, DeployFailedError, BotoCoreError, ClientError) as problem:
+    except HANDLED_ERRORS as problem:
         return _explain(problem)
     except KeyboardInterrupt:
         _error("interrupted; `scripts/deploy status` shows what state the bucket and environment are in")

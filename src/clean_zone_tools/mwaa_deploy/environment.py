@@ -26,12 +26,12 @@ BUSY_STATUSES = frozenset(
     {"UPDATING", "ROLLING_BACK", "PENDING", "CREATING_SNAPSHOT", "MAINTENANCE", "CREATING"}
 )
 DEAD_STATUSES = frozenset({"UNAVAILABLE", "CREATE_FAILED", "DELETING", "DELETED"})
+# UpdateEnvironment's WorkerReplacementStrategy: FORCED stops running tasks at once, GRACEFUL lets
+# workers finish them first (a slower update).
+WORKER_REPLACEMENT_STRATEGIES = ("FORCED", "GRACEFUL")
 # Our clock and AWS's may differ; a LastUpdate this much older than our request
 # still counts as ours.
 _CLOCK_SKEW = timedelta(minutes=5)
-# Polls that still show AVAILABLE with an older LastUpdate before we stop waiting
-# for the update to appear (MWAA normally shows UPDATING at once).
-_QUIET_POLLS_LIMIT = 6
 
 
 class UpdateFailedError(RuntimeError):
@@ -74,9 +74,13 @@ def describe(mwaa: Any, name: str) -> EnvironmentInfo:
     return EnvironmentInfo.from_api(mwaa.get_environment(Name=name)["Environment"])
 
 
-def update_parameters(name: str, changes: dict[str, tuple[str, str]]) -> dict[str, str]:
+def update_parameters(
+    name: str, changes: dict[str, tuple[str, str]], worker_replacement: str | None = None
+) -> dict[str, str]:
     """UpdateEnvironment arguments for ``{role: (s3 key, object version)}``, and nothing else."""
     parameters = {"Name": name}
+    if worker_replacement is not None:
+        parameters["WorkerReplacementStrategy"] = worker_replacement
     for role, (key, version) in sorted(changes.items()):
         path_parameter, version_parameter = ROLE_PARAMETERS[role]
         parameters[path_parameter] = key
@@ -84,8 +88,10 @@ def update_parameters(name: str, changes: dict[str, tuple[str, str]]) -> dict[st
     return parameters
 
 
-def request_update(mwaa: Any, name: str, changes: dict[str, tuple[str, str]]) -> dict[str, str]:
-    parameters = update_parameters(name, changes)
+def request_update(
+    mwaa: Any, name: str, changes: dict[str, tuple[str, str]], worker_replacement: str | None = None
+) -> dict[str, str]:
+    parameters = update_parameters(name, changes, worker_replacement)
     mwaa.update_environment(**parameters)
     return parameters
 
@@ -100,6 +106,17 @@ def failure_reason(last_update: dict[str, Any]) -> str:
 def _format_elapsed(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _belongs_to_update(info: EnvironmentInfo, seen_busy: bool, threshold: datetime) -> bool:
+    """Whether ``info`` shows the update we requested, not an older one.
+
+    Right after UpdateEnvironment, GetEnvironment may still show the previous outcome (yesterday's
+    UPDATE_FAILED, or AVAILABLE with an old LastUpdate). Evidence that it is ours: the environment
+    went through a busy state since we asked, or its LastUpdate was created after our request.
+    """
+    created = info.last_update.get("CreatedAt")
+    return seen_busy or (isinstance(created, datetime) and created >= threshold)
 
 
 def wait_until_available(
@@ -117,11 +134,12 @@ def wait_until_available(
 
     Returns the AVAILABLE environment after a successful update. Raises
     :class:`UpdateFailedError` with MWAA's ``LastUpdate`` error when it failed (MWAA rolls
-    back to the previous versions by itself), and :class:`UpdateTimeoutError`.
+    back to the previous versions by itself), and :class:`UpdateTimeoutError`, also when the
+    environment never shows a sign of the update (no busy state, no newer LastUpdate): success is
+    only reported with evidence.
     """
     start = clock()
     seen_busy = False
-    quiet_polls = 0
     last_status = None
     threshold = requested_at.astimezone(UTC) - _CLOCK_SKEW
     while True:
@@ -134,27 +152,24 @@ def wait_until_available(
         else:
             progress(f"environment {name}: still {info.status} ({_format_elapsed(elapsed)})")
 
+        ours = _belongs_to_update(info, seen_busy, threshold)
         if info.status in BUSY_STATUSES:
             seen_busy = True
-        elif info.status == "UPDATE_FAILED":
-            raise UpdateFailedError(failure_reason(info.last_update))
         elif info.status in DEAD_STATUSES:
             raise UpdateFailedError(f"environment is {info.status}: {failure_reason(info.last_update)}")
-        elif info.status == "AVAILABLE":
-            created = info.last_update.get("CreatedAt")
-            ours = seen_busy or (isinstance(created, datetime) and created >= threshold)
-            if ours and update_status == "FAILED":
+        elif info.status == "UPDATE_FAILED" and ours:
+            raise UpdateFailedError(failure_reason(info.last_update))
+        elif info.status == "AVAILABLE" and ours:
+            if update_status == "FAILED":
                 raise UpdateFailedError(failure_reason(info.last_update))
-            if ours and update_status != "PENDING":
+            if update_status != "PENDING":
                 return info
-            quiet_polls += 1
-            if not ours and quiet_polls >= _QUIET_POLLS_LIMIT:
-                progress(f"environment {name}: AVAILABLE and no update in progress; assuming it is applied")
-                return info
+        # Anything else is an earlier outcome still showing: keep polling.
 
         if elapsed >= timeout_seconds:
+            evidence = "" if ours else " and showed no sign of the update yet"
             raise UpdateTimeoutError(
-                f"environment {name} still {info.status} after {_format_elapsed(elapsed)}; "
-                "the update goes on in AWS: check `scripts/deploy status` later"
+                f"environment {name} still {info.status} after {_format_elapsed(elapsed)}{evidence}; "
+                "the update may go on in AWS: check `scripts/deploy status` later"
             )
         sleep(poll_seconds)

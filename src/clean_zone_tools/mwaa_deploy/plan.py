@@ -55,7 +55,7 @@ class DeployPlan:
             self.dags.uploads
             or self.dags.deletions
             or self.env_changes
-            or any(a.upload for a in self.artifacts.values())
+            or any(a.upload or a.restore for a in self.artifacts.values())
         )
 
 
@@ -66,6 +66,9 @@ class RollbackPlan:
     restores: list[ObjectEntry] = field(default_factory=list)
     deletions: list[str] = field(default_factory=list)
     unchanged: dict[str, ObjectEntry] = field(default_factory=dict)
+    # The target's plugins.zip / requirements.txt / startup.sh versions that are not the bucket's
+    # current objects: copied back on top, so the bucket shows what the environment will run.
+    artifact_restores: list[ObjectEntry] = field(default_factory=list)
     env_changes: dict[str, str] = field(default_factory=dict)
     refusals: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -199,11 +202,17 @@ class Planner:
         dags = sync.plan_dags(
             self.s3, self.target.bucket, self.target.dags_prefix, local, recorded_dags, workers=self.workers
         )
+        local_artifacts = self.local_artifacts(plugins)
+        current = sync.current_objects(self.s3, self.target.bucket, [a.key for a in local_artifacts.values()])
         artifacts = {
             role: sync.plan_artifact(
-                self.s3, self.target.bucket, artifact, previous.artifacts.get(role) if previous else None
+                self.s3,
+                self.target.bucket,
+                artifact,
+                previous.artifacts.get(role) if previous else None,
+                current.get(artifact.key),
             )
-            for role, artifact in self.local_artifacts(plugins).items()
+            for role, artifact in local_artifacts.items()
         }
         env_changes = self.env_changes(
             {
@@ -258,6 +267,14 @@ class Planner:
             else:
                 plan.restores.append(entry)
         plan.deletions = sorted(key for key in remote if key not in target.dags)
+        current = sync.current_objects(
+            self.s3, self.target.bucket, [e.key for e in target.artifacts.values()]
+        )
+        plan.artifact_restores = [
+            entry
+            for _, entry in sorted(target.artifacts.items())
+            if (found := current.get(entry.key)) is None or found.etag != entry.etag
+        ]
 
         # Every version we will copy from or point MWAA at must still exist (a
         # lifecycle rule may have expired it): find out before changing anything.

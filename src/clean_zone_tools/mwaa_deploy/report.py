@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import environment
+from . import environment, sync
 from .plan import DEFAULT_ARTIFACT_KEYS, DeployPlan, DeployTarget, Planner, RollbackPlan, short_version
+from .record import DeploymentRecord
 
 Out = Callable[[str], None]
 
@@ -78,13 +79,38 @@ def print_rollback_plan(plan: RollbackPlan, target: DeployTarget, out: Out) -> N
             out(f"    < {entry.key}  (version {short_version(entry.version_id)})")
         for key in plan.deletions:
             out(f"    - {key}  (not in {plan.target.id})")
+        restoring = {entry.key for entry in plan.artifact_restores}
         for role, entry in sorted(plan.target.artifacts.items()):
-            out(f"  {entry.key}: version {short_version(entry.version_id)} ({role})")
+            again = "; made the current object again" if entry.key in restoring else ""
+            out(f"  {entry.key}: version {short_version(entry.version_id)} ({role}){again}")
         print_env_changes(target, plan.env_changes, out)
     for warning in plan.warnings:
         out(f"  warning: {warning}")
     for refusal in plan.refusals:
         out(f"  REFUSED: {refusal}")
+
+
+def _print_bucket_state(planner: Planner, latest: DeploymentRecord | None, out: Out) -> None:
+    """A deployment in progress (its lock), and current objects that are not the deployed versions."""
+    holder = planner.records.lock_holder()
+    if holder is not None:
+        out(
+            f"  a deployment is running (or died): {holder.get('id', '?')} since "
+            f"{holder.get('started_at', '?')} on {holder.get('host', '?')}; its lock expires "
+            f"{holder.get('expires_at', '?')}"
+        )
+    if latest is None:
+        return
+    keys = [entry.key for entry in latest.artifacts.values()]
+    current = sync.current_objects(planner.s3, planner.target.bucket, keys)
+    for role, entry in sorted(latest.artifacts.items()):
+        found = current.get(entry.key)
+        if found is None or found.etag != entry.etag:
+            out(
+                f"  warning: the bucket's current {entry.key} is not the deployed version "
+                f"{short_version(entry.version_id)} ({role}); the next `scripts/deploy` makes it "
+                "current again"
+            )
 
 
 def print_status(planner: Planner, out: Out, history_limit: int = 10) -> None:
@@ -107,6 +133,7 @@ def print_status(planner: Planner, out: Out, history_limit: int = 10) -> None:
         for role, entry in sorted(latest.artifacts.items()):
             out(f"    {entry.key}: version {entry.version_id} ({role})")
         out(f"    environment update: {latest.environment_update.get('status', 'unknown')}")
+    _print_bucket_state(planner, latest, out)
     env = planner.environment()
     if env is not None:
         out(f"environment {env.name}: {env.status}, Airflow {env.airflow_version}")

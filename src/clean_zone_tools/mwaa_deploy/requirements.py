@@ -4,8 +4,10 @@ A broken requirements.txt shows up on MWAA only after a 20+ minute environment
 update, as a failed update or as import errors in CloudWatch. These checks run
 locally, before anything is uploaded:
 
-1. exactly one ``--constraint`` line, naming the official constraints for the
-   environment's Airflow version and Python;
+1. at most one ``--constraint`` line: the official constraints for the environment's
+   Airflow version and Python, or a file shipped under ``dags/`` or ``plugins.zip``
+   (MWAA's documented form for private networks and newer providers). Without one,
+   MWAA adds the official line itself: a warning, checked as if it were there;
 2. no line pins a package MWAA will not let a requirements file override
    (``constraints/mwaa-<version>-essential.txt``);
 3. pip resolves the file against a local copy of those constraints (a dry run:
@@ -39,6 +41,7 @@ MWAA_PYTHON_BY_AIRFLOW = {"3.3.1": "3.12"}
 # Where MWAA keeps plugins.zip's content on its hosts; requirements files point
 # --find-links there for wheels shipped in plugins.zip.
 MWAA_PLUGINS_PATH = "/usr/local/airflow/plugins"
+MWAA_DAGS_PATH = "/usr/local/airflow/dags"
 
 _PIP_TIMEOUT_SECONDS = 600
 
@@ -75,25 +78,55 @@ class StaticResult:
     constraints_file: Path | None = None
 
 
-def check_static(path: Path, target: AirflowRuntime, constraints_dir: Path) -> StaticResult:
+@dataclass(frozen=True)
+class ShippedFolders:
+    """Where the files MWAA sees under /usr/local/airflow/{dags,plugins} are in the project."""
+
+    dags: Path
+    plugins: Path
+
+    def local(self, mwaa_path: str) -> Path | None:
+        """The project file behind an MWAA path (``/usr/local/airflow/dags/x`` -> ``dags/x``), else None."""
+        for prefix, folder in ((MWAA_DAGS_PATH, self.dags), (MWAA_PLUGINS_PATH, self.plugins)):
+            if mwaa_path.startswith(prefix + "/"):
+                return folder / mwaa_path.removeprefix(prefix + "/")
+        return None
+
+
+def check_static(
+    path: Path, target: AirflowRuntime, constraints_dir: Path, shipped: ShippedFolders | None = None
+) -> StaticResult:
     """Checks 1 and 2 (no network, no pip)."""
     result = StaticResult()
     parsed = requirements_file.parse(path.read_text())
     for number, line in parsed.unparsable:
         result.problems.append(f"{path.name} line {number}: not a requirement pip understands: {line!r}")
-    _check_constraint_line(path.name, parsed, target, constraints_dir, result)
+    _check_constraint_line(path.name, parsed, target, constraints_dir, shipped, result)
     _check_mwaa_pins(path.name, parsed, essential_pins_file(constraints_dir, target.airflow_version), result)
     return result
 
 
 def _check_constraint_line(
-    name: str, parsed: RequirementsFile, target: AirflowRuntime, constraints_dir: Path, result: StaticResult
+    name: str,
+    parsed: RequirementsFile,
+    target: AirflowRuntime,
+    constraints_dir: Path,
+    shipped: ShippedFolders | None,
+    result: StaticResult,
 ) -> None:
+    official = local_constraints(constraints_dir, target.airflow_version, target.python_version)
     if not parsed.constraint_urls:
-        result.problems.append(
-            f'{name} has no --constraint line; add: --constraint "https://raw.githubusercontent.com/apache/'
-            f'airflow/constraints-{target.airflow_version}/constraints-{target.python_version}.txt"'
+        result.warnings.append(
+            f"{name} has no --constraint line; MWAA adds the official one for Airflow "
+            f"{target.airflow_version} / Python {target.python_version} itself (checked as if it were "
+            "there). "
+            f'To be explicit, add: --constraint "https://raw.githubusercontent.com/apache/airflow/'
+            f'constraints-{target.airflow_version}/constraints-{target.python_version}.txt"'
         )
+        if official.is_file():
+            result.constraints_file = official
+        else:
+            result.problems.append(f"no local copy of the official constraints at {official}")
         return
     if len(parsed.constraint_urls) > 1:
         numbers = ", ".join(str(n) for n, _ in parsed.constraint_urls)
@@ -102,11 +135,24 @@ def _check_constraint_line(
         )
         return
     number, url = parsed.constraint_urls[0]
+    shipped_file = shipped.local(url) if shipped is not None else None
+    if shipped_file is not None:
+        # MWAA's form for private networks and newer providers: a constraints file shipped with the DAGs
+        # or in plugins.zip, read there by MWAA's pip.
+        if shipped_file.is_file():
+            result.constraints_file = shipped_file
+        else:
+            result.problems.append(
+                f"{name} line {number}: the constraints file {url} is not shipped: no {shipped_file}"
+            )
+        return
     match = CONSTRAINTS_URL.match(url)
     if match is None:
         result.problems.append(
-            f"{name} line {number}: the constraint {url!r} is not the official Airflow constraints URL "
-            "(https://raw.githubusercontent.com/apache/airflow/constraints-<airflow>/constraints-<python>.txt)"
+            f"{name} line {number}: the constraint {url!r} is neither the official Airflow constraints URL "
+            "(https://raw.githubusercontent.com/apache/airflow/constraints-<airflow>/"
+            "constraints-<python>.txt) "
+            f"nor a file shipped under {MWAA_DAGS_PATH}/ or {MWAA_PLUGINS_PATH}/"
         )
         return
     found = AirflowRuntime(match["airflow"], match["python"])
@@ -149,16 +195,20 @@ def _check_mwaa_pins(name: str, parsed: RequirementsFile, pins_path: Path, resul
             )
 
 
-def _localised(text: str, constraints_file: Path, plugins_dir: Path) -> str:
-    """The requirements text with MWAA's paths swapped for local ones, for pip to resolve here."""
+def localised(text: str, constraints_file: Path, plugins_dir: Path) -> str:
+    """The requirements text with MWAA's paths swapped for local ones, for pip to resolve here.
+
+    Its constraint line names ``constraints_file`` (added when the text has none, as MWAA adds one).
+    """
     parsed = requirements_file.parse(text)
     constraint_numbers = {number for number, _ in parsed.constraint_urls}
+    constraint = f"--constraint {shlex.quote(str(constraints_file))}"
     lines = [
-        f"--constraint {shlex.quote(str(constraints_file))}"
-        if number in constraint_numbers
-        else raw.replace(MWAA_PLUGINS_PATH, str(plugins_dir))
+        constraint if number in constraint_numbers else raw.replace(MWAA_PLUGINS_PATH, str(plugins_dir))
         for number, raw in enumerate(parsed.lines, start=1)
     ]
+    if not constraint_numbers:
+        lines.insert(0, constraint)
     return "\n".join(lines) + "\n"
 
 
@@ -200,8 +250,8 @@ def resolve(
     """
     result = ResolveResult()
     with tempfile.TemporaryDirectory(prefix="mwaa-deploy-pip-") as tmp:
-        localised = Path(tmp) / "requirements.txt"
-        localised.write_text(_localised(path.read_text(), constraints_file, plugins_dir))
+        localised_file = Path(tmp) / "requirements.txt"
+        localised_file.write_text(localised(path.read_text(), constraints_file, plugins_dir))
         report = Path(tmp) / "report.json"
         command = [
             python,
@@ -214,7 +264,7 @@ def resolve(
             "--report",
             str(report),
             "-r",
-            str(localised),
+            str(localised_file),
         ]
         if ignore_installed:
             command.insert(5, "--ignore-installed")

@@ -34,6 +34,10 @@ _SINGLE_PART_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 
 
+class DeleteRefusedError(RuntimeError):
+    """S3 refused to delete some keys (e.g. missing s3:DeleteObject, object lock)."""
+
+
 @dataclass(frozen=True)
 class Artifact:
     """plugins.zip, requirements.txt or startup.sh as it would be uploaded."""
@@ -67,6 +71,9 @@ class ArtifactAction:
     reason: str
     artifact: Artifact
     entry: ObjectEntry | None = None  # the version already in the bucket when not uploading
+    # The deployed version is not the bucket's current object (a failed or interrupted deploy left
+    # another one current): copy it back on top, so the bucket shows what the environment runs.
+    restore: bool = False
 
 
 @dataclass
@@ -206,10 +213,49 @@ def plan_dags(
     return plan
 
 
-def plan_artifact(s3: Any, bucket: str, artifact: Artifact, recorded: ObjectEntry | None) -> ArtifactAction:
-    if recorded is not None and recorded.key == artifact.key and recorded.digest == artifact.digest:
-        return ArtifactAction(artifact.role, artifact.key, False, "unchanged", artifact, recorded)
+def current_objects(s3: Any, bucket: str, keys: Iterable[str]) -> dict[str, RemoteObject]:
+    """The current objects at ``keys``: one delimited listing per folder they are in, not one HEAD each."""
+    wanted = set(keys)
+    found: dict[str, RemoteObject] = {}
+    for folder in sorted({key.rpartition("/")[0] + "/" if "/" in key else "" for key in wanted}):
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder, Delimiter="/")
+        for page in pages:
+            for item in page.get("Contents", []):
+                if item["Key"] in wanted:
+                    found[item["Key"]] = RemoteObject(
+                        item["Key"], strip_etag(item["ETag"]), int(item["Size"])
+                    )
+    return found
+
+
+def plan_artifact(
+    s3: Any,
+    bucket: str,
+    artifact: Artifact,
+    recorded: ObjectEntry | None,
+    current: RemoteObject | None,
+) -> ArtifactAction:
+    """Upload, restore or leave one of the three objects. ``current`` is the bucket's current object."""
     sha256_hex = hashlib.sha256(artifact.data).hexdigest() if artifact.role != "plugins" else None
+    if recorded is not None and recorded.key == artifact.key and recorded.digest == artifact.digest:
+        if current is not None and current.etag == recorded.etag:
+            return ArtifactAction(artifact.role, artifact.key, False, "unchanged", artifact, recorded)
+        # The ETag differs: another object is current, unless only the ETag differs (SSE-KMS).
+        response = head(s3, bucket, artifact.key) if current is not None else None
+        if response is not None and head_matches(
+            response, recorded.digest, sha256_hex=sha256_hex, read=lambda: artifact.data
+        ):
+            return ArtifactAction(artifact.role, artifact.key, False, "unchanged", artifact, recorded)
+        return ArtifactAction(
+            artifact.role,
+            artifact.key,
+            False,
+            "the bucket's current object is not the deployed version (left by a failed or interrupted "
+            "deploy, or a hand upload); the deployed version is made current again",
+            artifact,
+            recorded,
+            restore=True,
+        )
     response = head(s3, bucket, artifact.key)
     if response is not None and head_matches(
         response, artifact.digest, sha256_hex=sha256_hex, read=lambda: artifact.data
@@ -291,7 +337,10 @@ def delete_keys(s3: Any, bucket: str, prefix: str, keys: Iterable[str]) -> list[
             details = "; ".join(
                 f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}".strip() for e in errors[:5]
             )
-            raise RuntimeError(f"S3 refused {len(errors)} deletion(s): {details}")
+            raise DeleteRefusedError(
+                f"S3 refused {len(errors)} deletion(s) under s3://{bucket}/{prefix}: {details}. "
+                f"{len(deleted)} deleted before; the caller needs s3:DeleteObject there"
+            )
         deleted.extend(batch)
     return deleted
 

@@ -17,6 +17,7 @@ from clean_zone_tools.mwaa_deploy.plan import DeployPlan, DeployTarget
 from clean_zone_tools.mwaa_deploy.project import ProjectLayout
 
 REPO = Path(__file__).resolve().parents[3]
+ENV = "clean-zone"  # the MWAA environment the Stubber-backed tests talk to
 
 # A DAG that passes the DAG integrity gate (owner, tags, description, failure callback, retries)
 # and imports a helper module that .airflowignore keeps away from the DAG processor.
@@ -165,3 +166,58 @@ def deploy(s3: Any, bucket: str, layout: ProjectLayout, *, update: bool = True, 
     deployer.print_plan(plan)
     outcome = deployer.apply(plan, update=update)
     return Run(plan, outcome, output)
+
+
+# --- the MWAA control plane, through botocore's Stubber --------------------------------------------
+
+
+class Captured:
+    """Matches any value in a Stubber expectation and remembers it."""
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+    def __eq__(self, other: object) -> bool:
+        self.value = other
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def environment(
+    bucket: str,
+    status: str = "AVAILABLE",
+    versions: dict[str, str] | None = None,
+    last_update: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A GetEnvironment response as MWAA sends it."""
+    env: dict[str, Any] = {
+        "Name": ENV,
+        "Status": status,
+        "AirflowVersion": "3.3.1",
+        "SourceBucketArn": f"arn:aws:s3:::{bucket}",
+        "DagS3Path": "dags",
+        "Arn": f"arn:aws:airflow:us-east-1:123456789012:environment/{ENV}",
+    }
+    names = {"plugins": "Plugins", "requirements": "Requirements", "startup": "StartupScript"}
+    keys_by_role = {"plugins": "plugins.zip", "requirements": "requirements.txt", "startup": "startup.sh"}
+    for role, version in (versions or {}).items():
+        env[f"{names[role]}S3Path"] = keys_by_role[role]
+        env[f"{names[role]}S3ObjectVersion"] = version
+    if last_update is not None:
+        env["LastUpdate"] = last_update
+    return {"Environment": env}
+
+
+def mwaa_client() -> Any:
+    return boto3.client(
+        "mwaa",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106
+    )
+
+
+def versions_in_bucket(s3: Any, bucket: str) -> dict[str, str]:
+    keys_by_role = {"plugins": "plugins.zip", "requirements": "requirements.txt", "startup": "startup.sh"}
+    return {role: s3.head_object(Bucket=bucket, Key=key)["VersionId"] for role, key in keys_by_role.items()}

@@ -7,10 +7,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
-from deploy_helpers import deploy, keys, make_deployer, write
+from deploy_helpers import (
+    ENV,
+    Captured,
+    body,
+    deploy,
+    environment,
+    keys,
+    make_deployer,
+    mwaa_client,
+    versions_in_bucket,
+    write,
+)
 
 from clean_zone_tools.mwaa_deploy import cli, plugins_zip
 from clean_zone_tools.mwaa_deploy.apply import DeployFailedError
@@ -20,60 +30,6 @@ from clean_zone_tools.mwaa_deploy.record import RecordStore
 from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.e2e
-
-ENV = "clean-zone"
-
-
-class Captured:
-    """Matches any value in a Stubber expectation and remembers it."""
-
-    def __init__(self) -> None:
-        self.value: Any = None
-
-    def __eq__(self, other: object) -> bool:
-        self.value = other
-        return True
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def environment(
-    bucket: str,
-    status: str = "AVAILABLE",
-    versions: dict[str, str] | None = None,
-    last_update: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A GetEnvironment response as MWAA sends it."""
-    env: dict[str, Any] = {
-        "Name": ENV,
-        "Status": status,
-        "AirflowVersion": "3.3.1",
-        "SourceBucketArn": f"arn:aws:s3:::{bucket}",
-        "DagS3Path": "dags",
-        "Arn": f"arn:aws:airflow:us-east-1:123456789012:environment/{ENV}",
-    }
-    names = {"plugins": "Plugins", "requirements": "Requirements", "startup": "StartupScript"}
-    keys_by_role = {"plugins": "plugins.zip", "requirements": "requirements.txt", "startup": "startup.sh"}
-    for role, version in (versions or {}).items():
-        env[f"{names[role]}S3Path"] = keys_by_role[role]
-        env[f"{names[role]}S3ObjectVersion"] = version
-    if last_update is not None:
-        env["LastUpdate"] = last_update
-    return {"Environment": env}
-
-
-def mwaa_client() -> Any:
-    return boto3.client(
-        "mwaa",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106
-    )
-
-
-def versions_in_bucket(s3: Any, bucket: str) -> dict[str, str]:
-    keys_by_role = {"plugins": "plugins.zip", "requirements": "requirements.txt", "startup": "startup.sh"}
-    return {role: s3.head_object(Bucket=bucket, Key=key)["VersionId"] for role, key in keys_by_role.items()}
 
 
 def test_update_names_exactly_the_new_versions_then_waits_then_syncs_dags(
@@ -175,7 +131,8 @@ def test_a_failed_update_is_reported_and_the_dags_are_left_alone(
     assert before is not None
 
     # A requirement that cannot install on MWAA, and a new DAG that would need it.
-    project.requirements.write_text(project.requirements.read_text() + "some-private-package==1.0\n")
+    good = project.requirements.read_bytes()
+    project.requirements.write_bytes(good + b"some-private-package==1.0\n")
     write(project.dags_dir / "needs_private_package.py", "import some_private_package\n")
     failure = {
         "Status": "FAILED",
@@ -196,6 +153,10 @@ def test_a_failed_update_is_reported_and_the_dags_are_left_alone(
         stub.add_response(
             "get_environment", environment(bucket, "AVAILABLE", shipped, failure), {"Name": ENV}
         )
+        # Which versions the environment still runs, to make them the current objects again.
+        stub.add_response(
+            "get_environment", environment(bucket, "AVAILABLE", shipped, failure), {"Name": ENV}
+        )
         with pytest.raises(DeployFailedError) as failed:
             deployer = make_deployer(
                 s3, bucket, project, output, environment=ENV, mwaa=mwaa, sleep=clock.sleep, clock=clock.clock
@@ -211,6 +172,20 @@ def test_a_failed_update_is_reported_and_the_dags_are_left_alone(
     # No record for a deployment that did not happen: rollback still targets the good one.
     latest = RecordStore(s3, bucket).latest()
     assert latest is not None and latest.id == before.id
+    # Defect 2: the refused requirements.txt does not stay the bucket's current object; the version
+    # the environment still runs is made current again (the refused one stays in the history).
+    assert "the versions it runs are the bucket's current objects again: requirements.txt" in message
+    assert body(s3, bucket, "requirements.txt") == good
+    assert not keys(s3, bucket, "deployments/lock.json")
+
+    # The operator reverts the file (and drops the DAG): "nothing to deploy" is now the truth.
+    project.requirements.write_bytes(good)
+    (project.dags_dir / "needs_private_package.py").unlink()
+    with Stubber(mwaa) as stub:
+        stub.add_response("get_environment", environment(bucket, versions=shipped), {"Name": ENV})
+        again = deploy(s3, bucket, project, environment=ENV, mwaa=mwaa)
+    assert any("Nothing to deploy" in line for line in again.output)
+    assert body(s3, bucket, "requirements.txt") == good
 
 
 def test_an_environment_reading_another_bucket_is_refused(

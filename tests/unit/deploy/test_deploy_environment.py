@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -22,16 +21,6 @@ def env(status: str, last_update: dict[str, Any] | None = None, **extra: Any) ->
     if last_update is not None:
         body["LastUpdate"] = last_update
     return {"Environment": body}
-
-
-@pytest.fixture
-def mwaa() -> Any:
-    return boto3.client(
-        "mwaa",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106
-    )
 
 
 def wait(mwaa: Any, fake: FakeClock, lines: list[str], **options: Any) -> environment.EnvironmentInfo:
@@ -151,3 +140,61 @@ def test_gives_up_after_the_timeout(mwaa: Any) -> None:
             wait(mwaa, fake, [], poll_seconds=30, timeout_seconds=90)
 
     assert fake.sleeps == [30, 30, 30]
+
+
+def test_yesterdays_update_failed_is_not_this_updates_failure(mwaa: Any) -> None:
+    # Defect 1: UPDATE_FAILED is an allowed starting state, and the first poll (no delay) still shows
+    # it with yesterday's error while our update has only just been accepted.
+    yesterday = {
+        "Status": "FAILED",
+        "CreatedAt": NOW - timedelta(days=1),
+        "Error": {"ErrorCode": "OLD_ERROR", "ErrorMessage": "yesterday's requirements"},
+    }
+    lines: list[str] = []
+    with Stubber(mwaa) as stub:
+        stub.add_response("get_environment", env("UPDATE_FAILED", yesterday), {"Name": NAME})
+        stub.add_response("get_environment", env("UPDATING", yesterday), {"Name": NAME})
+        stub.add_response(
+            "get_environment", env("AVAILABLE", {"Status": "SUCCESS", "CreatedAt": NOW}), {"Name": NAME}
+        )
+        info = wait(mwaa, FakeClock(start=0.0), lines)
+        stub.assert_no_pending_responses()
+
+    assert info.status == "AVAILABLE" and info.last_update["Status"] == "SUCCESS"
+    assert lines[0] == "environment clean-zone: UPDATE_FAILED after 0s"
+
+
+def test_this_updates_failure_is_still_reported_from_update_failed(mwaa: Any) -> None:
+    ours = {"Status": "FAILED", "CreatedAt": NOW, "Error": {"ErrorCode": "NEW", "ErrorMessage": "bad pin"}}
+    with Stubber(mwaa) as stub:
+        stub.add_response("get_environment", env("UPDATING"), {"Name": NAME})
+        stub.add_response("get_environment", env("UPDATE_FAILED", ours), {"Name": NAME})
+        with pytest.raises(environment.UpdateFailedError, match="NEW: bad pin"):
+            wait(mwaa, FakeClock(start=0.0), [])
+
+
+def test_quiet_available_polls_are_not_taken_as_success(mwaa: Any) -> None:
+    # Defect 1: six AVAILABLE polls with an old LastUpdate used to be recorded as SUCCESS.
+    old = {"Status": "SUCCESS", "CreatedAt": NOW - timedelta(days=2)}
+    fake = FakeClock(start=0.0)
+    with Stubber(mwaa) as stub:
+        for _ in range(9):
+            stub.add_response("get_environment", env("AVAILABLE", old), {"Name": NAME})
+        with pytest.raises(environment.UpdateTimeoutError, match="showed no sign of the update"):
+            wait(mwaa, fake, [], poll_seconds=30, timeout_seconds=240)
+
+
+def test_the_worker_replacement_strategy_is_sent_when_chosen(mwaa: Any) -> None:
+    with Stubber(mwaa) as stub:
+        stub.add_response(
+            "update_environment",
+            {"Arn": "arn:aws:airflow:us-east-1:123456789012:environment/clean-zone"},
+            {
+                "Name": NAME,
+                "WorkerReplacementStrategy": "GRACEFUL",
+                "StartupScriptS3Path": "startup.sh",
+                "StartupScriptS3ObjectVersion": "s3",
+            },
+        )
+        environment.request_update(mwaa, NAME, {"startup": ("startup.sh", "s3")}, "GRACEFUL")
+        stub.assert_no_pending_responses()

@@ -4,6 +4,7 @@ tools CI has (cfn-lint, check-jsonschema), and the properties the docs promise c
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,53 @@ def test_the_example_parameters_are_parameters_of_the_template(template: dict[st
     example = json.loads((REPO / "infra" / "parameters.example.json").read_text())
 
     assert {item["ParameterKey"] for item in example} <= set(template["Parameters"])
+
+
+def test_versions_the_environment_pins_never_expire(template: dict[str, Any]) -> None:
+    # Defect 2: a bucket-wide 365-day expiry of noncurrent versions could delete the requirements.txt
+    # version an environment still runs (after a failed update or a rollback it is not the current one).
+    rules = template["Resources"]["SourceBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [rule for rule in rules if "NoncurrentVersionExpiration" in rule or "ExpirationInDays" in rule]
+
+    assert expiring, "old DAG versions should still expire"
+    for rule in expiring:
+        prefix = rule.get("Prefix", "")
+        assert prefix in {"dags/", "deployments/"}, rule
+        for key in ("plugins.zip", "requirements.txt", "startup.sh"):
+            assert not key.startswith(prefix)
+
+
+def test_the_worker_replacement_strategy_is_a_parameter(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["WorkerReplacementStrategy"]
+    environment = template["Resources"]["Environment"]["Properties"]
+
+    assert set(parameter["AllowedValues"]) == {"FORCED", "GRACEFUL"}
+    assert environment["WorkerReplacementStrategy"] == {"Ref": "WorkerReplacementStrategy"}
+
+
+def test_the_deploy_role_can_release_its_lock_and_ask_what_was_parsed(template: dict[str, Any]) -> None:
+    by_sid = {s["Sid"]: s for s in statements(template["Resources"]["DeployRole"])}
+
+    assert by_sid["ReleaseDeployLock"]["Action"] == "s3:DeleteObject"
+    assert by_sid["ReleaseDeployLock"]["Resource"] == {"Fn::Sub": "${SourceBucket.Arn}/deployments/lock.json"}
+    assert by_sid["VerifyWhatWasParsed"]["Action"] == "airflow:InvokeRestApi"
+    assert by_sid["VerifyWhatWasParsed"]["Resource"]["Fn::Sub"].endswith(":role/${EnvironmentName}/Viewer")
+
+
+def test_every_action_is_pinned_by_commit_sha() -> None:
+    # Defect 9: a tag (v4) can be moved to other code, which would then run with the deploy role.
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    uses = [step["uses"] for job in workflow["jobs"].values() for step in job["steps"] if "uses" in step]
+
+    assert uses
+    for reference in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", reference), reference
+
+
+def test_deploying_only_from_main_is_documented_as_the_environments_branch_rule() -> None:
+    # The `if: github.ref == 'refs/heads/main'` in the workflow is editable by any branch; the
+    # environment's deployment branch rule is what holds.
+    guide = (REPO / "docs" / "deploy.md").read_text()
+
+    assert "Deployment branches and tags" in guide and "Selected branches" in guide
+    assert "Deployment branches and tags" in WORKFLOW.read_text()

@@ -29,12 +29,54 @@ def test_the_projects_requirements_pass(tmp_path: Path) -> None:
     assert result.constraints_file == CONSTRAINTS / "airflow-3.3.1-python-3.12.txt"
 
 
-def test_a_missing_constraint_line_is_a_problem_that_says_what_to_add(tmp_path: Path) -> None:
+def test_a_missing_constraint_line_is_a_warning_because_mwaa_adds_one(tmp_path: Path) -> None:
+    # Defect 5: this was fatal, while MWAA adds the official constraints itself.
     result = check(tmp_path, "apache-airflow-providers-common-messaging==2.0.4\n")
 
-    assert len(result.problems) == 1
-    assert "no --constraint line" in result.problems[0]
-    assert URL.format(airflow="3.3.1", python="3.12") in result.problems[0]
+    assert result.problems == []
+    assert len(result.warnings) == 1
+    assert "no --constraint line; MWAA adds the official one" in result.warnings[0]
+    assert URL.format(airflow="3.3.1", python="3.12") in result.warnings[0]
+    # ... and the resolve uses the official constraints, as MWAA would.
+    assert result.constraints_file == CONSTRAINTS / "airflow-3.3.1-python-3.12.txt"
+
+
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        ("--constraint /usr/local/airflow/dags/constraints.txt", "dags/constraints.txt"),
+        ("-c /usr/local/airflow/plugins/pins/constraints.txt", "plugins/pins/constraints.txt"),
+    ],
+)
+def test_mwaas_documented_shipped_constraints_files_are_accepted(
+    tmp_path: Path, line: str, where: str
+) -> None:
+    # Defect 5: MWAA's form for private networks and newer providers was refused.
+    shipped = requirements.ShippedFolders(dags=tmp_path / "dags", plugins=tmp_path / "plugins")
+    path = tmp_path / "requirements.txt"
+    path.write_text(f"{line}\nboto3\n")
+
+    missing = requirements.check_static(path, TARGET, CONSTRAINTS, shipped)
+    (tmp_path / where).parent.mkdir(parents=True)
+    (tmp_path / where).write_text("boto3==1.40.0\n")
+    present = requirements.check_static(path, TARGET, CONSTRAINTS, shipped)
+
+    constraint = line.split()[1]
+    assert missing.problems == [
+        f"requirements.txt line 1: the constraints file {constraint} is not shipped: no {tmp_path / where}"
+    ]
+    assert present.problems == [] and present.constraints_file == tmp_path / where
+
+
+def test_the_localised_file_names_the_local_constraints_and_adds_the_line_mwaa_would(tmp_path: Path) -> None:
+    constraints = tmp_path / "c.txt"
+    url = URL.format(airflow="3.3.1", python="3.12")
+
+    with_line = requirements.localised(f"-c {url}\nboto3\n", constraints, tmp_path)
+    without = requirements.localised("boto3\n", constraints, tmp_path)
+
+    assert with_line == f"--constraint {constraints}\nboto3\n"
+    assert without == f"--constraint {constraints}\nboto3\n"
 
 
 @pytest.mark.parametrize(
@@ -50,7 +92,7 @@ def test_a_missing_constraint_line_is_a_problem_that_says_what_to_add(tmp_path: 
         ),
         (
             "--constraint=https://example.com/my-constraints.txt",
-            "is not the official Airflow constraints URL",
+            "is neither the official Airflow constraints URL",
         ),
         (
             f'--constraint "{URL.format(airflow="9.9.9", python="3.12")}"',

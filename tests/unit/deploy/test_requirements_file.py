@@ -1,8 +1,16 @@
-"""The one requirements.txt parser, shared by the deploy tool and the compose checks."""
+"""The one requirements.txt parser, shared by the deploy tool and the compose checks; and the
+requirement lists read through it: what MWAA preinstalls, and the local stack's copy of that."""
 
 from __future__ import annotations
 
+import importlib.metadata
+from pathlib import Path
+
+import pytest
+
 from clean_zone_tools.requirements_file import parse, pins, strip_comment
+
+REPO = Path(__file__).resolve().parents[3]
 
 TEXT = """\
 # a comment line, even with -c https://example.invalid/in-a-comment.txt
@@ -49,3 +57,43 @@ def test_a_hash_inside_a_url_is_not_a_comment() -> None:
         "pkg @ https://x.invalid/p.tar.gz#sha256=abc"
     )
     assert strip_comment("   # only a comment") == ""
+
+
+# --- what MWAA preinstalls: the copy of its list, and the local stack's base requirements ----------------
+
+PREINSTALLED = REPO / "constraints" / "mwaa-3.3.1-preinstalled.txt"
+SHARED_PREINSTALLED = REPO.parent / "shared" / "constraints" / "mwaa-3.3.1-preinstalled.txt"
+
+
+@pytest.mark.skipif(not SHARED_PREINSTALLED.is_file(), reason="no ../shared next to this checkout")
+def test_the_preinstalled_list_is_an_exact_copy_of_the_shared_one() -> None:
+    assert PREINSTALLED.read_bytes() == SHARED_PREINSTALLED.read_bytes()
+
+
+def test_the_preinstalled_list_is_the_images_whole_closure() -> None:
+    listed = pins(PREINSTALLED.read_text())
+
+    assert len(listed) == 215  # the bill of materials' count, in the file's own header
+    assert listed["apache-airflow"] == "3.3.1" and listed["apache-airflow-providers-amazon"] == "9.34.0"
+    assert "moto" not in listed and "pytest" not in listed and "pyarrow" not in listed
+
+
+def test_the_base_requirements_are_airflow_and_every_preinstalled_provider() -> None:
+    # Defect 4: requirements-mwaa-base.txt named only Airflow and the Amazon provider.
+    base = pins((REPO / "requirements-mwaa-base.txt").read_text())
+    preinstalled = pins(PREINSTALLED.read_text())
+    providers = {
+        name: version
+        for name, version in preinstalled.items()
+        if name.startswith("apache-airflow-providers-")
+    }
+
+    assert len(providers) == 10
+    assert base == {"apache-airflow": "3.3.1", **providers}
+
+
+def test_the_local_venv_has_exactly_those_versions() -> None:
+    base = pins((REPO / "requirements-mwaa-base.txt").read_text())
+    installed = {name: importlib.metadata.version(name) for name in base}
+
+    assert installed == base
