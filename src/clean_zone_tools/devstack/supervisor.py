@@ -49,6 +49,13 @@ FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0  # up this long, a component's backoff starts again from FIRST_BACKOFF
 CHECK_INTERVAL = 1.0
+# `scripts/dev stop` must end within 15 s. The scheduler's LocalExecutor waits for running
+# tasks and the triggerer for its triggers, well past that, so after this grace they are
+# ended (SIGTERM to the group, then SIGKILL: at most 3 s more); their tasks are retried after
+# the next start. The endpoint gets its own grace to write a checkpoint; were it killed, its
+# journal still holds every acknowledged write.
+AIRFLOW_STOP_GRACE = 5.0
+ENDPOINT_STOP_GRACE = 4.0
 
 
 class StartInterruptedError(Exception):
@@ -351,7 +358,7 @@ class Supervisor:
         together, with Airflow stopped meanwhile so no task sees one without the other."""
         self.state = "resetting"
         self.say("[supervisor] reset requested: stopping Airflow, wiping its runs and the endpoint's data")
-        self._stop(AIRFLOW_COMPONENTS)
+        self._stop(AIRFLOW_COMPONENTS, AIRFLOW_STOP_GRACE)
         try:
             airflow = str(Path(sys.prefix) / "bin" / "airflow")
             self.run_step("airflow db reset", [airflow, "db", "reset", "--yes"], "airflow-db-reset")
@@ -373,9 +380,9 @@ class Supervisor:
                  "[supervisor] Airflow restarted after a failed reset")
         self.record()
 
-    def _stop(self, names: Sequence[str]) -> None:
+    def _stop(self, names: Sequence[str], grace: float) -> None:
         chosen = [self.components[n] for n in names if n in self.components]
-        stop_groups({c.name: c.process.pid for c in chosen if c.process})
+        stop_groups({c.name: c.process.pid for c in chosen if c.process}, grace=grace)
         for component in chosen:
             if component.process:
                 component.process.wait()
@@ -390,11 +397,11 @@ class Supervisor:
         self.state = "stopping"
         began = time.monotonic()
         print("Stopping Airflow...", end=" ", flush=True)
-        self._stop(AIRFLOW_COMPONENTS)
+        self._stop(AIRFLOW_COMPONENTS, AIRFLOW_STOP_GRACE)
         print(f"stopped ({time.monotonic() - began:.1f} s)", flush=True)
         began = time.monotonic()
         print("Stopping the AWS endpoint (saving its state)...", end=" ", flush=True)
-        self._stop(("fault-proxy", "endpoint"))
+        self._stop(("fault-proxy", "endpoint"), ENDPOINT_STOP_GRACE)
         print(f"stopped ({time.monotonic() - began:.1f} s)", flush=True)
 
 
