@@ -70,7 +70,9 @@ def test_killed_components_restart_and_no_data_is_lost(stack: Stack) -> None:
     # The endpoint, killed: restarted from its snapshot and journal with every object version.
     before_kill = _version_counts(s3, settings.bucket)
     os.kill(stack.component("endpoint")["pid"], signal.SIGKILL)
-    stack.wait(lambda: _restarted(stack, "endpoint", 1), 30, "the endpoint restarted")
+    back = stack.wait(lambda: _restarted(stack, "endpoint", 1) and stack.endpoint_answers(), 60,
+                      "the endpoint restarted and answering")
+    print(f"endpoint answering again {back:.1f} s after SIGKILL")
     after_kill = _version_counts(s3, settings.bucket)
     assert all(after_kill[key] >= count for key, count in before_kill.items()), (before_kill, after_kill)
 

@@ -134,6 +134,9 @@ class Stack:
     def component(self, name: str) -> dict[str, Any]:
         return dict(self.status().get("components", {}).get(name, {}))
 
+    def endpoint_answers(self) -> bool:
+        return http_get(int(self.env["MOTO_PORT"]), "/moto-api/", timeout=5) is not None
+
     def healthy(self) -> bool:
         """Every component up, the endpoint and the UI answering."""
         status = self.status()
@@ -141,8 +144,7 @@ class Stack:
         if status.get("state") != "running" or not all(c.get("status") == "up" for c in components.values()):
             return False
         answer = http_get(int(self.env["AIRFLOW_UI_PORT"]), HEALTH_PATH, timeout=5)
-        endpoint = http_get(int(self.env["MOTO_PORT"]), "/moto-api/", timeout=5)
-        return endpoint is not None and answer is not None and answer[0] == 200
+        return self.endpoint_answers() and answer is not None and answer[0] == 200
 
     def wait(self, condition: Any, timeout: float, what: str) -> float:
         """Seconds until ``condition()`` held; StackStartError (with the output) if it did not."""
