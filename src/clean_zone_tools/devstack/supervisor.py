@@ -54,8 +54,8 @@ CHECK_INTERVAL = 1.0
 # ended (SIGTERM to the group, then SIGKILL: at most 3 s more); their tasks are retried after
 # the next start. The endpoint gets its own grace to write a checkpoint; were it killed, its
 # journal still holds every acknowledged write.
-AIRFLOW_STOP_GRACE = 5.0
-ENDPOINT_STOP_GRACE = 4.0
+AIRFLOW_STOP_GRACE = 4.0
+ENDPOINT_STOP_GRACE = 3.0
 
 
 class StartInterruptedError(Exception):
