@@ -203,10 +203,26 @@ DRIFTS = [
     Drift(
         "ui-port-changed-in-compose",
         "docker-compose.yaml",
-        '- "8080:8080"',
-        '- "8081:8080"',
+        '- "127.0.0.1:8080:8080"',
+        '- "127.0.0.1:8081:8080"',
         "check_ports",
         "must publish port 8080 on host port 8080",
+    ),
+    Drift(
+        "moto-published-on-every-interface",
+        "docker-compose.yaml",
+        '- "127.0.0.1:4566:4566"',
+        '- "4566:4566"',
+        "check_loopback_ports",
+        "moto: port 4566:4566 is published on every interface",
+    ),
+    Drift(
+        "ui-published-on-a-network-address",
+        "docker-compose.yaml",
+        '- "127.0.0.1:8080:8080"',
+        '- "0.0.0.0:8080:8080"',
+        "check_loopback_ports",
+        "port 0.0.0.0:8080:8080 is published on 0.0.0.0",
     ),
     Drift(
         "connection-id-changed-in-local-env",

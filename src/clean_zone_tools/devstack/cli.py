@@ -1,10 +1,11 @@
-"""The local stack without Docker: moto as the AWS endpoint, Airflow standalone.
+"""The local stack without Docker: a durable moto endpoint and Airflow's components, supervised.
 
 Run through ``scripts/dev`` (it installs .venv first):
 
-  scripts/dev start            moto + provisioning + Airflow; runs until Ctrl-C
+  scripts/dev start            endpoint + provisioning + Airflow; runs until Ctrl-C, heals
   scripts/dev stop             stop it from another terminal
-  scripts/dev status           what runs, what answers, objects per prefix
+  scripts/dev status           each component (pid, up/down, restarts), objects per prefix
+  scripts/dev reset --yes      wipe the endpoint's data and Airflow's runs together
   scripts/dev drop FILE        upload a file to the landing prefix (--sample: a generated CSV)
   scripts/dev inbox            read (and clear) the failure alerts
   scripts/dev trigger DAG_ID   trigger a DAG run;  scripts/dev runs DAG_ID: list them
@@ -12,12 +13,12 @@ Run through ``scripts/dev`` (it installs .venv first):
 
 Settings come from ``local.env`` at the repository root (KEY=VALUE lines);
 anything set in the environment wins over the file. Everything the stack
-writes lives under ``.state/`` (git-ignored): the Airflow home with its SQLite
-database, logs, the pid file. The moto server keeps its data in memory, so
-the bucket, topic and queues start empty on every ``start`` (provisioned again).
+writes lives under ``.state/`` (CLEAN_ZONE_STATE_DIR; git-ignored): the
+endpoint's data, the Airflow home with its SQLite database, logs, the pid and
+state files. The endpoint's data survives stop/start and a killed endpoint.
 
 Exit codes: 0 ok, 1 failure or refusal (already running, port busy, endpoint
-down), 2 usage error.
+down, unhealthy), 2 usage error, 3 a component kept dying and the stack gave up.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from clean_zone_tools.devstack.commands import (
     cmd_drop,
     cmd_inbox,
     cmd_provision,
+    cmd_reset,
     cmd_runs,
     cmd_start,
     cmd_status,
@@ -53,10 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     start = commands.add_parser(
-        "start", help="start moto + Airflow and provision; runs until Ctrl-C",
-        description="Start the moto server (the local AWS endpoint), provision the bucket, topic and "
-        "queues, prepare the Airflow database and run Airflow standalone (UI, scheduler, dag-processor, "
-        "triggerer). Prints where everything is, then runs until Ctrl-C or `scripts/dev stop`.",
+        "start", help="start the endpoint + Airflow and provision; runs until Ctrl-C",
+        description="Start the durable AWS endpoint (moto, state kept under the state folder), the fault "
+        "proxy when FAULT_PROXY_PORT is set, provision the bucket, topic and queues, prepare the Airflow "
+        "database and run Airflow's api-server, scheduler, dag-processor and triggerer. Prints where "
+        "everything is, then restarts whatever dies until Ctrl-C or `scripts/dev stop`.",
     )
     start.add_argument("--timeout", type=float, default=300.0,
                        help="seconds to wait for each component to answer (default: 300)")
@@ -64,16 +67,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     stop = commands.add_parser("stop", help="stop the running stack",
                                description="Stop the stack `scripts/dev start` started (from any terminal).")
-    stop.add_argument("--timeout", type=float, default=90.0,
-                      help="seconds to wait for a clean shutdown before killing (default: 90)")
+    stop.add_argument("--timeout", type=float, default=20.0,
+                      help="seconds to wait for the stack's own (bounded) shutdown before killing it "
+                      "(default: 20)")
     stop.set_defaults(handler=cmd_stop)
 
     status = commands.add_parser(
-        "status", help="what runs, what answers, objects per prefix",
-        description="Show whether the stack runs, whether the endpoint and the UI answer, and how many "
-        "objects each bucket prefix holds. Exit 0 when everything answers, 1 otherwise.",
+        "status", help="each component (pid, up/down, restarts), objects per prefix",
+        description="Show whether the stack runs, each component's pid, state and restarts (from the "
+        "supervisor's state file), whether the endpoint and the UI answer, and how many objects each "
+        "bucket prefix holds. Exit 0 when everything is up and answers, 1 otherwise.",
     )
     status.set_defaults(handler=cmd_status)
+
+    reset = commands.add_parser(
+        "reset", help="wipe the endpoint's data and Airflow's runs together",
+        description="Wipe every object, queue message, topic and ledger record of the local endpoint "
+        "and every Airflow run, together, then provision again, so the two never disagree. On a running "
+        "stack Airflow is stopped meanwhile and started again; on a stopped one the files are removed "
+        "and the next start provisions. Asks first; without a terminal it needs --yes.",
+    )
+    reset.add_argument("--yes", action="store_true", help="do not ask")
+    reset.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds to wait for a running stack's reset (default: 300)")
+    reset.set_defaults(handler=cmd_reset)
 
     drop = commands.add_parser(
         "drop", help="upload a file to the landing prefix",
@@ -114,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     provision = commands.add_parser(
         "provision", help="create the bucket, topic and queues (idempotent)",
         description="Run the provisioning (python -m clean_zone_tools.devstack.provision) against the local "
-        "endpoint (the running stack's moto).",
+        "endpoint (the running stack's, never the fault proxy).",
     )
     provision.add_argument("--json", action="store_true", help="print the resources as JSON")
     provision.set_defaults(handler=cmd_provision)

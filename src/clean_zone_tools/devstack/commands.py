@@ -1,5 +1,5 @@
-"""The handlers of ``scripts/dev``'s stack commands: start, stop, status, drop, inbox, trigger,
-runs, provision. Each takes the parsed arguments and returns the exit code."""
+"""The handlers of ``scripts/dev``'s stack commands: start, stop, status, reset, drop, inbox,
+trigger, runs, provision. Each takes the parsed arguments and returns the exit code."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import json
 import mimetypes
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +45,13 @@ from clean_zone_tools.devstack.settings import (
     UsageError,
     make_context,
 )
-from clean_zone_tools.devstack.supervisor import StartInterruptedError, Supervisor, ensure_ui_password
+from clean_zone_tools.devstack.supervisor import (
+    GAVE_UP,
+    GaveUpError,
+    StartInterruptedError,
+    Supervisor,
+    ensure_ui_password,
+)
 
 
 # --------------------------------------------------------------------------- start / stop / status
@@ -55,9 +63,13 @@ def cmd_start(args: argparse.Namespace) -> int:
     if running is not None:
         print(f"The local stack is already running (pid {running}): scripts/dev stop", file=sys.stderr)
         return 1
-    supervisor = Supervisor(ctx, startup_timeout=args.timeout)
-    supervisor.install_signal_handlers()
     status = 1
+    try:
+        supervisor = Supervisor(ctx, startup_timeout=args.timeout)
+    except StackError:
+        ctx.pid_file.unlink(missing_ok=True)
+        raise
+    supervisor.install_signal_handlers()
     try:
         leftovers = stop_leftovers(ctx)
         if leftovers:
@@ -69,6 +81,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     except StartInterruptedError:
         print("\nStart-up interrupted.", flush=True)
         status = 1
+    except GaveUpError as error:
+        supervisor.say(f"start: {error}", error=True)
+        status = GAVE_UP
     except StackError as error:
         print(f"start: {error}", file=sys.stderr, flush=True)
         status = 1
@@ -94,6 +109,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
             print("The local stack is not running.")
         return 0
     print(f"Stopping the local stack (pid {pid})...", flush=True)
+    began = time.monotonic()
     os.kill(pid, signal.SIGTERM)
     if not wait_until(lambda: not alive(pid, *SUPERVISOR_MARKERS), args.timeout, interval=0.5):
         print(f"  it did not stop within {args.timeout:.0f} s; killing it and its processes", file=sys.stderr)
@@ -101,7 +117,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
             os.kill(pid, signal.SIGKILL)
         stop_leftovers(ctx)
         ctx.pid_file.unlink(missing_ok=True)
-    print("Stopped.")
+    print(f"Stopped ({time.monotonic() - began:.1f} s).")
     return 0
 
 
@@ -126,12 +142,32 @@ def _prefixes(settings: Settings) -> list[str]:
     ]
 
 
+def _read_stack_state(ctx: Context) -> dict[str, object]:
+    try:
+        return json.loads(ctx.info_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     ctx = make_context(args.root)
     healthy = True
     pid = running_supervisor(ctx)
-    print(f"Local stack    {f'running (pid {pid})' if pid else 'not running (scripts/dev start)'}")
-    healthy &= pid is not None
+    state = _read_stack_state(ctx) if pid else {}
+    running = f"{state.get('state', 'running')} (supervisor pid {pid})"
+    print(f"Local stack    {running if pid else 'not running (scripts/dev start)'}")
+    healthy &= pid is not None and state.get("state") == "running"
+
+    components = state.get("components") or {}
+    if isinstance(components, dict) and components:
+        print(f"  {'component':<14} {'pid':>8}  {'status':<8} restarts")
+        for name, component in components.items():
+            up = component.get("status") == "up"
+            healthy &= up
+            last_exit = component.get("last_exit")
+            exit_note = f" (last exit {last_exit})" if last_exit is not None else ""
+            print(f"  {name:<14} {component.get('pid') or '-':>8}  {component.get('status', '?'):<8} "
+                  f"{component.get('restarts', 0)}{exit_note}")
 
     endpoint = urlsplit(ctx.endpoint)
     endpoint_up = http_get(endpoint.port or 80, "/", host=endpoint.hostname or "127.0.0.1") is not None
@@ -140,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     health = _health_summary(ctx.ui_port)
     print(f"Airflow UI     {ctx.ui_url}  {health or 'not answering (no reply within 10 s)'}")
-    healthy &= health is not None
+    healthy &= health is not None and "unhealthy" not in health
 
     if endpoint_up:
         print(f"Bucket         s3://{ctx.settings.bucket}")
@@ -152,7 +188,46 @@ def cmd_status(args: argparse.Namespace) -> int:
         except EndpointError as error:
             print(f"  cannot list the bucket: {error}")
             healthy = False
+    if not healthy:
+        print("Unhealthy: see above (and scripts/dev logs in " f"{ctx.relative(ctx.logs)}/)")
     return 0 if healthy else 1
+
+
+# --------------------------------------------------------------------------- reset
+def cmd_reset(args: argparse.Namespace) -> int:
+    """Wipe the endpoint's data and Airflow's runs together, so the two never disagree."""
+    ctx = make_context(args.root, for_stack=True)
+    pid = running_supervisor(ctx)
+    where = "running" if pid else "stopped"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("this wipes every object, queue message and Airflow run: add --yes to confirm")
+        answer = input(f"The stack is {where}. Wipe every object, message and Airflow run? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing changed.")
+            return 1
+    if pid is None:
+        # Stopped: removing the files is the reset; the next start provisions and migrates afresh.
+        shutil.rmtree(ctx.endpoint_state, ignore_errors=True)
+        for name in ("airflow.db", "airflow.db-journal", "airflow.db-wal", "airflow.db-shm"):
+            (ctx.airflow_home / name).unlink(missing_ok=True)
+        print(f"The stack is stopped: removed the endpoint's data ({ctx.relative(ctx.endpoint_state)}/) and "
+              "Airflow's database. scripts/dev start provisions and creates them afresh.")
+        return 0
+    before = _read_stack_state(ctx).get("resets_done", 0)
+    print(f"The stack is running (pid {pid}): asking it to stop Airflow, wipe both halves, provision, "
+          "and start Airflow again...", flush=True)
+    os.kill(pid, signal.SIGUSR1)
+    if not wait_until(lambda: _read_stack_state(ctx).get("resets_done", 0) != before, args.timeout, 0.5):
+        print(f"reset: not done within {args.timeout:.0f} s; see {ctx.relative(ctx.supervisor_log)}",
+              file=sys.stderr)
+        return 1
+    error = _read_stack_state(ctx).get("last_reset_error")
+    if error:
+        print(f"reset: failed: {error}", file=sys.stderr)
+        return 1
+    print("Reset done: empty bucket prefixes, fresh queues and topic, no Airflow runs.")
+    return 0
 
 
 # --------------------------------------------------------------------------- drop

@@ -1,5 +1,5 @@
 """The stack's processes as the operating system sees them: ports, process groups, the pid
-file, and stopping a group in order. Used by ``start`` (the supervisor), ``stop`` and ``status``."""
+file, and stopping groups in a bounded time. Used by ``start`` (the supervisor), ``stop`` and ``status``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from clean_zone_tools.devstack.settings import ENV_FILE_NAME, Context, StackErro
 # pids). The supervisor runs as `python -m clean_zone_tools.devstack` (scripts/dev) or as the
 # `clean-zone-dev` console script.
 SUPERVISOR_MARKERS = ("clean_zone_tools.devstack", "clean-zone-dev")
-CHILD_MARKERS = {"moto": "moto_server", "airflow": "airflow"}
 
 
 def http_get(port: int, path: str, timeout: float = 2.0, host: str = "127.0.0.1") -> tuple[int, bytes] | None:
@@ -65,7 +64,7 @@ def _listener_description(port: int) -> str:
 
 
 def check_ports(ctx: Context) -> None:
-    for name, port in (("MOTO_PORT", ctx.moto_port), ("AIRFLOW_UI_PORT", ctx.ui_port)):
+    for name, port in ctx.ports().items():
         if port_in_use(port):
             holder = _listener_description(port)
             raise StackError(
@@ -160,27 +159,35 @@ def tail(path: Path, lines: int = 25) -> str:
 
 
 def terminate_group(pgid: int, *, first_signal: int, grace: float, label: str) -> None:
-    """Stop a process group: ``first_signal`` to its leader, then SIGTERM and SIGKILL to the whole group.
+    """Stop one process group (a pipeline step, a test's sleeper): see :func:`stop_groups`."""
+    if not stop_groups({label: pgid}, first_signal=first_signal, grace=grace):
+        print(f"  warning: some {label} processes (group {pgid}) did not stop", file=sys.stderr)
 
-    Only the leader gets the polite signal: it stops its own children in order
-    (Airflow standalone ends its components, which let running tasks finish
-    their bookkeeping). Signalling the whole group at once would kill task
-    processes mid-flight.
+
+def stop_groups(groups: dict[str, int], *, first_signal: int = signal.SIGTERM, grace: float = 8.0) -> bool:
+    """Stop several process groups at once, in a bounded time (about ``grace`` + 3 s).
+
+    The polite signal goes to each group's leader only, so a scheduler can end its executor and
+    an api-server its workers; after ``grace`` the whole of each remaining group gets SIGTERM,
+    then SIGKILL. All groups are waited for together, so stopping five components takes as
+    long as the slowest, not the sum. True when every group has gone.
     """
-    steps = ((first_signal, grace, False), (signal.SIGTERM, 10.0, True), (signal.SIGKILL, 5.0, True))
+    steps = ((first_signal, grace, False), (signal.SIGTERM, 2.0, True), (signal.SIGKILL, 1.0, True))
     for signum, wait, whole_group in steps:
-        if not group_alive(pgid):
-            return
-        if whole_group:
-            signal_group(pgid, signum)
-        else:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pgid, signum)
-        if wait_until(lambda: not group_alive(pgid), wait):
-            return
-        if signum != signal.SIGKILL:
-            print(f"\n  {label} did not stop within {wait:.0f} s; insisting", flush=True)
-    print(f"  warning: some {label} processes (group {pgid}) did not stop", file=sys.stderr)
+        remaining = {name: pgid for name, pgid in groups.items() if group_alive(pgid)}
+        if not remaining:
+            return True
+        for name, pgid in remaining.items():
+            if whole_group:
+                signal_group(pgid, signum)
+            else:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pgid, signum)
+            if signum == signal.SIGKILL:
+                print(f"  {name} did not stop in time; killed", file=sys.stderr, flush=True)
+        pending = list(remaining.values())
+        wait_until(lambda pending=pending: not any(group_alive(pgid) for pgid in pending), wait, interval=0.1)
+    return not any(group_alive(pgid) for pgid in groups.values())
 
 
 # --------------------------------------------------------------------------- the pid file
@@ -213,24 +220,23 @@ def claim_pid_file(ctx: Context) -> int | None:
     raise StackError(f"cannot create {ctx.pid_file}")
 
 
-def _recorded_children(ctx: Context) -> dict[str, int]:
+def _recorded_children(ctx: Context) -> dict[str, tuple[int, str]]:
+    """Each component the state file names: its pid and a marker its command line holds."""
     try:
         info = json.loads(ctx.info_file.read_text())
-    except (OSError, ValueError):
+        components = info.get("components", {})
+        return {
+            name: (int(component["pid"]), str(component["marker"]))
+            for name, component in components.items()
+            if component.get("pid") and component.get("marker")
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
-    return {name: int(pid) for name, pid in info.get("processes", {}).items() if name in CHILD_MARKERS}
 
 
 def stop_leftovers(ctx: Context) -> list[str]:
     """Stop the children a crashed supervisor left behind (still alive, still ours)."""
-    stopped = []
-    for name, pid in _recorded_children(ctx).items():
-        if not alive(pid, CHILD_MARKERS[name]):
-            continue
-        if name == "airflow":
-            terminate_group(pid, first_signal=signal.SIGINT, grace=40.0, label=name)
-        else:
-            terminate_group(pid, first_signal=signal.SIGTERM, grace=10.0, label=name)
-        stopped.append(f"{name} (pid {pid})")
+    found = {name: pid for name, (pid, marker) in _recorded_children(ctx).items() if alive(pid, marker)}
+    stop_groups(found)
     ctx.info_file.unlink(missing_ok=True)
-    return stopped
+    return [f"{name} (pid {pid})" for name, pid in found.items()]

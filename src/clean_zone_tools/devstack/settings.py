@@ -23,25 +23,40 @@ ENV_FILE_NAME = "local.env"
 DEFAULT_MOTO_PORT = 4566
 DEFAULT_UI_PORT = 8080
 DEFAULT_LOGIN_USER = "admin"
+DEFAULT_STATE_DIR = ".state"
+# Airflow's own defaults for its log servers (the scheduler's worker logs, the triggerer's).
+DEFAULT_WORKER_LOG_PORT = 8793
+DEFAULT_TRIGGER_LOG_PORT = 8794
+WORKER_LOG_PORT_KEY = "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"
+TRIGGER_LOG_PORT_KEY = "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"
 HEALTH_PATH = "/api/v2/monitor/health"
 PASSWORDS_FILE_NAME = "simple_auth_manager_passwords.json.generated"
 
 # Settings of the stack itself (not Airflow's), read from local.env or the environment.
 STACK_KEYS = (
-    "MOTO_PORT", "AIRFLOW_UI_PORT", "AIRFLOW_LOGIN_USER",
+    "MOTO_PORT", "AIRFLOW_UI_PORT", "AIRFLOW_LOGIN_USER", "FAULT_PROXY_PORT", "CLEAN_ZONE_STATE_DIR",
+    WORKER_LOG_PORT_KEY, TRIGGER_LOG_PORT_KEY,
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+    # The supervisor's restart budget, and a component's command replaced (tests inject a
+    # component that always dies): docs/local-stack.md "Healing".
+    "DEVSTACK_MAX_RESTARTS", "DEVSTACK_RESTART_WINDOW_SECONDS", "DEVSTACK_COMMAND_OVERRIDES",
 )
 
 # Airflow settings of the local stack that a developer may override from the environment.
 LOCAL_AIRFLOW_DEFAULTS = {
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    # What `airflow standalone` forced, kept now that the components run one by one.
+    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+    "AIRFLOW__CORE__AUTH_MANAGER": (
+        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+    ),
     # A dropped file should be picked up at once; MWAA keeps Airflow's default
     # (new DAGs start paused).
     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     # LocalExecutor starts one worker process per slot (about 120 MB each): 32,
     # Airflow's default, would take 4 GB of a laptop.
     "AIRFLOW__CORE__PARALLELISM": "8",
-    # Standalone starts the scheduler and the api-server together; on a busy
+    # The scheduler and the api-server start together; on a busy
     # machine the api-server needs a minute or more, and a task started before it
     # answers fails after the default 5 tries (about 15 s). 12 tries ride it out.
     "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "12",
@@ -69,8 +84,10 @@ def layered_settings(repo_root: Path, environ: Mapping[str, str]) -> dict[str, s
     return layered
 
 
-def state_dir(repo_root: Path) -> Path:
-    return repo_root / ".state"
+def state_dir(repo_root: Path, values: Mapping[str, str] | None = None) -> Path:
+    """CLEAN_ZONE_STATE_DIR (relative to the checkout unless absolute), by default ``.state``."""
+    configured = (values or {}).get("CLEAN_ZONE_STATE_DIR") or DEFAULT_STATE_DIR
+    return repo_root / Path(configured).expanduser()
 
 
 def stack_environment(
@@ -87,7 +104,7 @@ def stack_environment(
     env = layered_settings(repo_root, environ)
     settings = load_for_parsing({**env, **environ})
     ui_port = int(env.get("AIRFLOW_UI_PORT", DEFAULT_UI_PORT))
-    airflow_home = state_dir(repo_root) / "airflow"
+    airflow_home = state_dir(repo_root, env) / "airflow"
     login_user = env.get("AIRFLOW_LOGIN_USER", DEFAULT_LOGIN_USER)
     connection = {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": settings.region}}
     env.update(
@@ -106,6 +123,8 @@ def stack_environment(
             "AIRFLOW__API__PORT": str(ui_port),
             "AIRFLOW__API__BASE_URL": f"http://localhost:{ui_port}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ui_port}/execution/",
+            WORKER_LOG_PORT_KEY: env.get(WORKER_LOG_PORT_KEY, str(DEFAULT_WORKER_LOG_PORT)),
+            TRIGGER_LOG_PORT_KEY: env.get(TRIGGER_LOG_PORT_KEY, str(DEFAULT_TRIGGER_LOG_PORT)),
         }
     )
     # Local defaults the environment may override (docs/local-stack.md lists them).
@@ -125,7 +144,16 @@ class Context:
 
     @property
     def state(self) -> Path:
-        return state_dir(self.repo_root)
+        return state_dir(self.repo_root, self.values)
+
+    @property
+    def endpoint_state(self) -> Path:
+        """The durable endpoint's snapshot, journal and object bodies."""
+        return self.state / "endpoint"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.logs / "supervisor.log"
 
     @property
     def logs(self) -> Path:
@@ -137,7 +165,8 @@ class Context:
 
     @property
     def info_file(self) -> Path:
-        """Children of the running stack, so ``stop`` can clean up after a crashed supervisor."""
+        """The supervisor's account of each component (pid, up/down, restarts), rewritten on every
+        change: ``status`` reads it, and ``stop`` cleans up after a crashed supervisor with it."""
         return self.state / "stack.json"
 
     @property
@@ -151,6 +180,30 @@ class Context:
     @property
     def ui_port(self) -> int:
         return port_setting(self.values, "AIRFLOW_UI_PORT", DEFAULT_UI_PORT)
+
+    @property
+    def proxy_port(self) -> int | None:
+        """FAULT_PROXY_PORT: when set, Airflow talks to the endpoint through the fault proxy."""
+        if not self.values.get("FAULT_PROXY_PORT"):
+            return None
+        return port_setting(self.values, "FAULT_PROXY_PORT", 0)
+
+    @property
+    def airflow_endpoint(self) -> str:
+        """The AWS endpoint Airflow is given: the fault proxy when one runs, else the endpoint."""
+        return f"http://127.0.0.1:{self.proxy_port}" if self.proxy_port else self.endpoint
+
+    def ports(self) -> dict[str, int]:
+        """Every port the stack listens on, by the setting that chooses it."""
+        ports = {
+            "MOTO_PORT": self.moto_port,
+            "AIRFLOW_UI_PORT": self.ui_port,
+            WORKER_LOG_PORT_KEY: port_setting(self.values, WORKER_LOG_PORT_KEY, DEFAULT_WORKER_LOG_PORT),
+            TRIGGER_LOG_PORT_KEY: port_setting(self.values, TRIGGER_LOG_PORT_KEY, DEFAULT_TRIGGER_LOG_PORT),
+        }
+        if self.proxy_port:
+            ports["FAULT_PROXY_PORT"] = self.proxy_port
+        return ports
 
     @property
     def ui_url(self) -> str:

@@ -345,7 +345,7 @@ def test_stop_signals_the_running_stack_and_waits(checkout: tuple[Path, Cli]) ->
     result = run("stop", timeout=30)
 
     assert result.returncode == 0
-    assert "Stopped." in result.stdout
+    assert "Stopped (" in result.stdout
     assert supervisor.wait(timeout=5) == -signal.SIGTERM
 
 
@@ -356,3 +356,32 @@ def test_stop_without_a_stack_says_so(checkout: tuple[Path, Cli]) -> None:
 
     assert result.returncode == 0
     assert "not running" in result.stdout
+
+
+def test_reset_without_a_terminal_needs_yes(checkout: tuple[Path, Cli]) -> None:
+    root, run = checkout
+    (root / ".state" / "endpoint").mkdir(parents=True)
+
+    result = run("reset")
+
+    assert result.returncode == 2
+    assert "add --yes to confirm" in result.stderr
+    assert (root / ".state" / "endpoint").is_dir()
+
+
+def test_reset_of_a_stopped_stack_removes_both_halves(checkout: tuple[Path, Cli]) -> None:
+    root, run = checkout
+    endpoint, airflow = root / ".state" / "endpoint", root / ".state" / "airflow"
+    endpoint.mkdir(parents=True)
+    (endpoint / "snapshot.pickle").write_bytes(b"state")
+    airflow.mkdir()
+    (airflow / "airflow.db").write_bytes(b"runs")
+    (airflow / "simple_auth_manager_passwords.json.generated").write_text("{}")
+
+    result = run("reset", "--yes")
+
+    assert result.returncode == 0, result.stderr
+    assert "The stack is stopped" in result.stdout
+    assert not endpoint.exists()
+    assert not (airflow / "airflow.db").exists()
+    assert (airflow / "simple_auth_manager_passwords.json.generated").exists(), "the login stays"

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from clean_zone_tools.devstack.processes import (
     process_command,
     read_pid,
     running_supervisor,
+    stop_groups,
     terminate_group,
     wait_until,
 )
@@ -94,3 +96,22 @@ def test_terminate_group_stops_the_leader_and_its_children() -> None:
     finally:
         leader.kill()
         leader.wait()
+
+
+def test_stop_groups_stops_them_together_within_the_bound() -> None:
+    # Three groups whose leaders ignore SIGTERM: waited for together, killed after the grace.
+    stubborn = [
+        subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & wait"], start_new_session=True)
+        for _ in range(3)
+    ]
+    try:
+        began = time.monotonic()
+        assert stop_groups({f"g{n}": p.pid for n, p in enumerate(stubborn)}, grace=1.0)
+        elapsed = time.monotonic() - began
+        assert all(p.wait(timeout=5) != 0 for p in stubborn)
+        # Not a speed target: one at a time would take 3 x (1 + 2 + 1) s = 12 s, together 4 s.
+        assert elapsed < 8.0, elapsed
+    finally:
+        for process in stubborn:
+            process.kill()
+            process.wait()

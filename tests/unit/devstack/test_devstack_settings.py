@@ -10,7 +10,13 @@ import pytest
 from airflow.models.connection import Connection
 
 from clean_zone.config import load_for_parsing
-from clean_zone_tools.devstack.settings import Context, UsageError, make_context, stack_environment
+from clean_zone_tools.devstack.settings import (
+    Context,
+    UsageError,
+    layered_settings,
+    make_context,
+    stack_environment,
+)
 
 
 def _checkout(tmp_path: Path, local_env: str) -> Path:
@@ -123,3 +129,32 @@ def test_paths_are_shown_relative_to_the_checkout(tmp_path: Path) -> None:
 
     assert ctx.relative(ctx.logs / "moto.log") == ".state/logs/moto.log"
     assert ctx.relative(Path("/elsewhere/x.log")) == "/elsewhere/x.log"
+
+
+def test_the_state_folder_and_every_port_are_settings(tmp_path: Path) -> None:
+    environ = {
+        "CLEAN_ZONE_STATE_DIR": str(tmp_path / "elsewhere"),
+        "MOTO_PORT": "5001", "AIRFLOW_UI_PORT": "5002", "FAULT_PROXY_PORT": "5003",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "5004",
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": "5005",
+    }
+    root = _checkout(tmp_path, "")
+    values = layered_settings(root, environ)
+    ctx = Context(root, values, load_for_parsing({}), "http://127.0.0.1:5001")
+
+    assert ctx.state == tmp_path / "elsewhere"
+    assert ctx.endpoint_state == tmp_path / "elsewhere" / "endpoint"
+    assert sorted(ctx.ports().values()) == [5001, 5002, 5003, 5004, 5005]
+    assert ctx.airflow_endpoint == "http://127.0.0.1:5003"
+    env = stack_environment(root, ctx.airflow_endpoint, environ=environ)
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "elsewhere" / "airflow")
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5003"
+    assert env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == "5005"
+
+
+def test_without_a_fault_proxy_airflow_talks_to_the_endpoint(tmp_path: Path) -> None:
+    ctx = Context(tmp_path, {"MOTO_PORT": "5001"}, load_for_parsing({}), "http://127.0.0.1:5001")
+
+    assert ctx.proxy_port is None
+    assert ctx.airflow_endpoint == "http://127.0.0.1:5001"
+    assert ctx.state == tmp_path / ".state"

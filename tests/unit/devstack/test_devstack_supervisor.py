@@ -9,7 +9,7 @@ import pytest
 
 from clean_zone.config import load_for_parsing
 from clean_zone_tools.devstack.settings import Context, StackError
-from clean_zone_tools.devstack.supervisor import ensure_ui_password
+from clean_zone_tools.devstack.supervisor import command_overrides, ensure_ui_password
 
 
 def _context(root: Path) -> Context:
@@ -45,3 +45,11 @@ def test_a_damaged_password_file_is_reported_not_overwritten(tmp_path: Path) -> 
     with pytest.raises(StackError, match="is not valid JSON: fix it, or delete it"):
         ensure_ui_password(ctx)
     assert damaged.read_text() == "{not json"
+
+
+def test_a_command_override_must_name_commands() -> None:
+    assert command_overrides('{"triggerer": ["false"]}') == {"triggerer": ["false"]}
+    with pytest.raises(StackError, match="is not JSON"):
+        command_overrides("{triggerer")
+    with pytest.raises(StackError, match="must map component names to commands"):
+        command_overrides('{"triggerer": "false"}')

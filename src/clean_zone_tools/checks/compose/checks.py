@@ -57,6 +57,7 @@ from .parsing import (
     has_healthcheck,
     image_tag,
     mounts,
+    port_host_addresses,
     published_ports,
     read,
 )
@@ -231,6 +232,18 @@ def check_ports(stack: Stack) -> list[str]:
     return problems
 
 
+def check_loopback_ports(stack: Stack) -> list[str]:
+    """Every published port binds 127.0.0.1 only, as the no-Docker stack listens: the UI's
+    dev-only auth manager and moto's credential-less API must not be reachable from the network."""
+    problems: list[str] = []
+    for name, service in sorted(stack.services.items()):
+        for address, port in port_host_addresses(service):
+            if address != "127.0.0.1":
+                problems.append(f"{name}: port {port} is published on {address or 'every interface'}; "
+                                "write it as 127.0.0.1:HOST:CONTAINER")
+    return problems
+
+
 def check_provisioning(stack: Stack) -> list[str]:
     """The init service migrates, creates the login and runs the no-Docker path's provisioning script."""
     problems: list[str] = []
@@ -398,6 +411,7 @@ CHECKS: tuple[Callable[[Stack], list[str]], ...] = (
     check_shared_settings,
     check_no_docker_agreement,
     check_ports,
+    check_loopback_ports,
     check_provisioning,
     check_startup_order,
     check_executor,

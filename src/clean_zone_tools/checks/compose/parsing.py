@@ -9,6 +9,7 @@ shape each, so :mod:`.checks` compares plain values. A file that is missing or d
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shlex
 from collections.abc import Iterable
@@ -78,8 +79,12 @@ DIFFERENT_BY_DESIGN = frozenset(
         "AIRFLOW__API__PORT",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",  # the api-server service vs 127.0.0.1
         "AIRFLOW__CORE__PARALLELISM",  # bounds LocalExecutor's processes; Celery workers have their own
-        # standalone starts the scheduler before its API server answers; compose starts them in order
+        "AIRFLOW__CORE__EXECUTOR",  # Celery (like MWAA) vs LocalExecutor on SQLite
+        # the no-Docker supervisor starts the scheduler before its API server answers; compose in order
         "AIRFLOW__WORKERS__EXECUTION_API_RETRIES",
+        # each container has its own ports; the no-Docker stack makes them settable to run two stacks
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
     }
 )
 IGNORED_DIRS = {".git", ".venv", ".state", "node_modules", "__pycache__", ".pytest_cache", ".ruff_cache"}
@@ -199,6 +204,20 @@ def published_ports(service: dict[str, Any]) -> dict[int, int]:
         parts = str(port).split("/")[0].split(":")
         if len(parts) >= 2:
             result[int(parts[-1])] = int(parts[-2])
+    return result
+
+
+def port_host_addresses(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each published port as written, with the host address it binds ('' when it names none: all
+    interfaces). Short syntax ``[HOST_IP:][HOST:]CONTAINER[/proto]`` or the long syntax's ``host_ip``."""
+    result: list[tuple[str, str]] = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            result.append((str(port.get("host_ip") or ""), json.dumps(port, sort_keys=True)))
+            continue
+        text = str(port)
+        parts = text.split("/", maxsplit=1)[0].rsplit(":", 2)
+        result.append((parts[0].strip("[]") if len(parts) == 3 else "", text))
     return result
 
 
