@@ -53,7 +53,7 @@ def _restart(stack: SuiteStack, _files: list[WorkFile]) -> str:
 
 def _withdraw_and_resend(stack: SuiteStack, files: list[WorkFile]) -> str:
     """The partner deletes some files and uploads new content to others while the burst runs."""
-    settings = stack.settings()
+    settings = stack.settings
     s3 = stack.client("s3")
     good = [index for index, item in enumerate(files) if item.kind == "good"]
     withdrawn, resent = good[0::3], good[1::3]

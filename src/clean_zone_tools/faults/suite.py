@@ -68,7 +68,7 @@ def _drop(stack: SuiteStack, settings: Settings, files: list[WorkFile]) -> None:
 
 
 def run_scenario(stack: SuiteStack, scenario: Scenario, files_override: int | None, timeout: float) -> Result:
-    settings = stack.settings()
+    settings = stack.settings
     count = files_override or scenario.files
     tag = f"suite/{scenario.name}-{int(time.time())}"
     files = mixed_files(count, tag, scenario.kinds)
