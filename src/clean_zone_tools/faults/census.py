@@ -3,9 +3,10 @@
 One listing per place (not a request per file), then each dropped file is looked up by its key:
 
 * in exactly one terminal place (processed, rejected, quarantine, duplicates): counted there;
-* still in ``landing/`` or ``processing/`` only: *waiting* (to be picked up, or to be resumed);
+* still in ``landing/`` or ``processing/`` (alone, or beside its terminal place while a move is
+  half done): *waiting* (to be picked up, in flight, or to be resumed);
 * nowhere: *lost*, unless the partner withdrew it (deleted it before its claim): *withdrawn*;
-* in two places at once: *misplaced* (a terminal place and a waiting one, or two terminal ones).
+* in two terminal places at once: *misplaced*.
 
 *Duplicated outputs* counts processed files whose normalised output has more versions than the
 partner uploaded versions of the file: the bucket is versioned, so a file processed twice leaves
@@ -112,9 +113,13 @@ def _locate(settings: Settings, item: WorkFile, listed: dict[str, set[str]]) -> 
     terminal = [place for place in found if place not in ("landing", Place.PROCESSING.value)]
     if not found:
         return WITHDRAWN if item.withdrawn else LOST
-    if len(found) > 1:
+    if len(terminal) > 1:
         return MISPLACED
-    return terminal[0] if terminal else WAITING
+    if len(found) > len(terminal):
+        # Still in landing/ or processing/: not picked up, in flight (a move is a copy, then a
+        # delete), or waiting to be resumed. The suite waits; what stays there is "still waiting".
+        return WAITING
+    return terminal[0]
 
 
 def take(

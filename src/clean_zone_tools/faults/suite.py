@@ -83,22 +83,26 @@ def run_scenario(stack: SuiteStack, scenario: Scenario, files_override: int | No
     _drop(stack, settings, files)
     fault_done = scenario.fault is None
     recover_at: float | None = None
-    result = None
+    previous_settled = False
     while True:
         elapsed = time.monotonic() - started
         if not fault_done and elapsed >= scenario.fault_at:
             events.append(f"{elapsed:.0f} s: {scenario.fault(stack, files)}")  # type: ignore[misc]
+            say(f"{scenario.name}: {events[-1]}")
             fault_done = True
             if scenario.recover is not None:
                 recover_at = elapsed + (scenario.recover_after or 0)
         if recover_at is not None and elapsed >= recover_at:
             events.append(f"{elapsed:.0f} s: {scenario.recover(stack)}")  # type: ignore[misc]
+            say(f"{scenario.name}: {events[-1]}")
             recover_at = None
         census.read_alerts(sqs, inbox, alerts)
         result = census.take(stack.client("s3"), settings, files, alerts, expected_alerts)
         waiting = result.places[census.WAITING]
-        if fault_done and recover_at is None and result.settled:
+        # Settled twice in a row: a file between two places is seen in the second look.
+        if fault_done and recover_at is None and result.settled and previous_settled:
             break
+        previous_settled = result.settled
         if elapsed > timeout:
             events.append(f"{elapsed:.0f} s: gave up waiting ({waiting} still waiting)")
             break

@@ -28,9 +28,10 @@ def test_census_places_each_file(provisioned: Any, s3: Any) -> None:
     put(processed + OUTPUT_SUFFIX)
     put(settings.landing_prefix + files[1].rel)  # not picked up yet
     put(place_key(settings, Place.PROCESSING, files[2].rel))  # waiting to be resumed
+    put(place_key(settings, Place.PROCESSED, files[2].rel))  # ... or half-way through its last move
     # files[3]: nowhere -> lost
-    put(place_key(settings, Place.PROCESSED, files[4].rel))  # in two places at once
-    put(settings.landing_prefix + files[4].rel)
+    put(place_key(settings, Place.PROCESSED, files[4].rel))  # in two terminal places at once
+    put(place_key(settings, Place.REJECTED, files[4].rel))
     doubled = place_key(settings, Place.PROCESSED, files[5].rel)
     put(doubled)
     put(doubled + OUTPUT_SUFFIX, b"first")
