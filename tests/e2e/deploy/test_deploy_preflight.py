@@ -104,7 +104,7 @@ def test_parse_time_is_measured_in_a_fresh_process_as_mwaas_dag_processor_does(
 
     assert report.parse_seconds["hello.py"] >= 1.5
     problems = "\n".join(report.problems)
-    assert "DAG parse time (each file in a fresh process): hello.py took 1." in problems
+    assert "DAG parse time (each file in a fresh process): hello.py took " in problems
     assert "over the 1.00 s budget" in problems
     for name in [name for name in sys.modules if name == "helpers" or name.startswith("helpers.")]:
         monkeypatch.delitem(sys.modules, name)
