@@ -36,8 +36,8 @@ def _kill(component: str, first_only: bool = False) -> Callable[[SuiteStack, lis
 
 def _fault(
     mode: str, services: list[str] | None = None, seconds: float | None = None
-) -> Callable[[SuiteStack], str]:
-    def act(stack: SuiteStack) -> str:
+) -> Callable[[SuiteStack, list[WorkFile]], str]:
+    def act(stack: SuiteStack, _files: list[WorkFile]) -> str:
         options: dict[str, Any] = {} if seconds is None else {"seconds": seconds}
         stack.faults.set(mode, services, **options)
         return f"proxy {mode} {services or 'all'} for {seconds or 'ever'} s"
