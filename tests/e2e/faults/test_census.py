@@ -55,3 +55,17 @@ def test_census_places_each_file(provisioned: Any, s3: Any) -> None:
     assert row["duplicated outputs"] == 1
     assert row["alerts expected / sent"] == "0 / 1"
     assert not result.settled
+
+
+def test_every_scenario_is_runnable_as_listed() -> None:
+    import inspect
+
+    from clean_zone_tools.faults.scenarios import SCENARIOS
+
+    assert len({scenario.name for scenario in SCENARIOS}) == len(SCENARIOS)
+    for scenario in SCENARIOS:
+        if scenario.fault is not None:
+            assert len(inspect.signature(scenario.fault).parameters) == 2, scenario.name
+        if scenario.recover is not None:
+            assert len(inspect.signature(scenario.recover).parameters) == 1, scenario.name
+        assert set(scenario.kinds) <= set(KINDS), scenario.name
