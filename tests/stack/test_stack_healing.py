@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -115,3 +116,28 @@ def test_a_component_that_always_dies_makes_the_stack_give_up() -> None:
         assert "last exit code 7" in output
         assert "The local stack has stopped." in output
         assert seen and not any(alive(pid, "") for pid in seen), "nothing is left running"
+
+
+def _run_ids(stack: Stack, dag_id: str) -> set[str]:
+    listing = stack.command("runs", dag_id)
+    assert listing.returncode == 0, listing.stderr
+    return set(re.findall(r"(?:scheduled|manual|asset_triggered|s3)__[^\s|]+", listing.stdout))
+
+
+def test_reset_of_a_running_stack_wipes_data_and_runs_together(stack_with_fault_proxy: Stack) -> None:
+    stack = stack_with_fault_proxy
+    s3 = stack.client("s3")
+    settings = stack.settings
+    s3.put_object(Bucket=settings.bucket, Key=f"{settings.landing_prefix}before-reset.csv", Body=CSV)
+    # The landing watcher runs on a schedule, so a running stack always has runs to wipe.
+    watcher = "clean_zone_landing_watcher"
+    stack.wait(lambda: bool(_run_ids(stack, watcher)), 120, f"a run of {watcher}")
+    before = _run_ids(stack, watcher)
+
+    result = stack.command("reset", "--yes", timeout=600)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "The stack is running" in result.stdout and "Reset done" in result.stdout
+    assert _versions(s3, settings.bucket) == set(), "the bucket is provisioned again, empty"
+    stack.wait(stack.healthy, 300, "a healthy stack after the reset")
+    assert not before & _run_ids(stack, watcher)

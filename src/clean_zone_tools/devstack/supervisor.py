@@ -39,7 +39,13 @@ from clean_zone_tools.devstack.processes import (
     tail,
     terminate_group,
 )
-from clean_zone_tools.devstack.settings import HEALTH_PATH, PASSWORDS_FILE_NAME, Context, StackError
+from clean_zone_tools.devstack.settings import (
+    HEALTH_PATH,
+    PASSWORDS_FILE_NAME,
+    Context,
+    StackError,
+    UsageError,
+)
 
 GAVE_UP = 3  # exit status when a component kept dying
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -99,8 +105,11 @@ class Supervisor:
         self.resets_done = 0
         self.last_reset_error: str | None = None
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.max_restarts = int(ctx.values.get("DEVSTACK_MAX_RESTARTS", DEFAULT_MAX_RESTARTS))
-        self.window = float(ctx.values.get("DEVSTACK_RESTART_WINDOW_SECONDS", DEFAULT_RESTART_WINDOW))
+        try:
+            self.max_restarts = int(ctx.values.get("DEVSTACK_MAX_RESTARTS", DEFAULT_MAX_RESTARTS))
+            self.window = float(ctx.values.get("DEVSTACK_RESTART_WINDOW_SECONDS", DEFAULT_RESTART_WINDOW))
+        except ValueError as error:
+            raise UsageError(f"DEVSTACK_MAX_RESTARTS / DEVSTACK_RESTART_WINDOW_SECONDS: {error}") from None
         self.overrides = command_overrides(ctx.values.get("DEVSTACK_COMMAND_OVERRIDES") or "{}")
         # Provisioning and the stack's own tools talk to the endpoint directly; Airflow is given
         # the fault proxy when there is one.
