@@ -198,7 +198,11 @@ class ObjectStore:
         origin = {"Bucket": self.bucket, "Key": source_key}
         try:
             if source.size <= MAX_SINGLE_COPY_BYTES:
-                self.client.copy_object(CopySource=origin, Bucket=self.bucket, Key=target_key)
+                # CRC32 asks for a whole-object checksum of the copy: a multipart upload's composite
+                # checksum carried over as it is would not match the bytes a reader validates.
+                self.client.copy_object(
+                    CopySource=origin, Bucket=self.bucket, Key=target_key, ChecksumAlgorithm="CRC32"
+                )
             else:
                 self.client.copy(origin, self.bucket, target_key, Config=_LARGE_COPY)
         except ClientError as error:

@@ -39,7 +39,9 @@ def sensor_route(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_TRIGGER_ROUTE", "both")
 
 
-def test_watcher_waits_deferred_for_a_file_and_starts_one_run_per_file(run_dag, s3, provisioned, sensor_route):
+def test_watcher_waits_deferred_for_a_file_and_starts_one_run_per_file(
+    run_dag, s3, provisioned, sensor_route
+):
     clear_pipeline_runs()
     s3.put_object(Bucket=provisioned.bucket, Key="landing/folder/", Body=b"")  # never wakes the sensor
 
