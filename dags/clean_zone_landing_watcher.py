@@ -2,16 +2,19 @@
 ### Clean-zone landing watcher
 
 Watches the landing prefix of the clean-zone bucket with a deferrable
-**S3KeySensor** (it waits in the triggerer, holding no worker slot) and starts
-one `clean_zone_file_pipeline` run per file it finds.
+**S3KeySensor** (it waits in the triggerer, holding no worker slot) and hands
+the files it finds over: a file alone to `clean_zone_file_pipeline`, files that
+landed together to `clean_zone_file_burst` (up to `clean_zone_burst_max_files`
+per run, within `clean_zone_burst_window_seconds` of the first). Generated only
+when `clean_zone_trigger_route` is `sensor` or `both`.
 
 **How it is triggered:** continuously (`@continuous`, one active run): when a
 run ends, the next one starts waiting. A run that sees no file for
 `clean_zone_sensor_timeout_seconds` ends as skipped, not failed, and no one is
 alerted. Folder markers (`landing/x/`, zero bytes) never wake it.
 
-Each pipeline run gets an id derived from the object's key and upload time,
-so a file is handed over once however often the sensor fires; the pipeline's
+Each run gets an id derived from the uploads it takes, so a file is handed
+over once however often the sensor fires; the pipeline's
 own claim makes processing exactly-once even when runs overlap.
 """
 

@@ -4,8 +4,11 @@
 The event-driven trigger (the reference's EventBridge rule, without polling):
 the bucket sends S3 event notifications for objects created under the landing
 prefix to an SQS queue; an Asset watcher reads the queue in the triggerer
-(`MessageQueueTrigger`, scheme `sqs`) and every batch of messages starts this
-DAG, which starts one `clean_zone_file_pipeline` run per created object.
+(`MessageQueueTrigger`, scheme `sqs`) and the messages start this DAG (one run
+at a time: events arriving meanwhile gather into the next run), which hands the
+created objects over: a file alone to `clean_zone_file_pipeline`, files that
+landed together to `clean_zone_file_burst`. Generated when
+`clean_zone_trigger_route` is `events` (the default) or `both`.
 
 **How it is triggered:** by the `clean_zone_s3_events` asset, updated by its
 watcher whenever messages arrive. For a replay by hand, trigger it with conf
@@ -13,8 +16,8 @@ watcher whenever messages arrive. For a replay by hand, trigger it with conf
 folder markers and keys outside the landing prefix are ignored; URL-encoded
 keys (`a+b.csv` for `a b.csv`) are decoded.
 
-Use it instead of, or beside, `clean_zone_landing_watcher`: the pipeline's
-claim makes sure a file is processed once whichever route starts it.
+With `both` routes on, the pipeline's claim makes sure a file is processed
+once whichever route starts it.
 """
 
 from __future__ import annotations
