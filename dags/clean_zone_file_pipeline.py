@@ -16,9 +16,10 @@ reference Step Functions state machine *ProcessFilesStateMachine*.
 6. **write_processed_output** writes the normalised CSV and a JSON summary, and
    moves the file to `processed/`.
 
-**How it is triggered:** by `clean_zone_landing_watcher` (an S3KeySensor on the
-landing prefix) and `clean_zone_s3_events` (S3 event notifications through SQS),
-one run per file; or by hand with conf `{"key": "landing/x.csv"}` (and optionally
+**How it is triggered:** by the chosen trigger route (`clean_zone_s3_events`,
+S3 event notifications through SQS, by default; or `clean_zone_landing_watcher`,
+an S3KeySensor) for a file that arrives alone (files that land together go to
+`clean_zone_file_burst`); or by hand with conf `{"key": "landing/x.csv"}` (and optionally
 `"bucket"`), as the reference's Lambda could be invoked with a test event.
 """
 

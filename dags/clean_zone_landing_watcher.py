@@ -2,16 +2,19 @@
 ### Clean-zone landing watcher
 
 Watches the landing prefix of the clean-zone bucket with a deferrable
-**S3KeySensor** (it waits in the triggerer, holding no worker slot) and starts
-one `clean_zone_file_pipeline` run per file it finds.
+**S3KeySensor** (it waits in the triggerer, holding no worker slot) and hands
+the files it finds over: a file alone to `clean_zone_file_pipeline`, files that
+landed together to `clean_zone_file_burst` (up to `clean_zone_burst_max_files`
+per run, within `clean_zone_burst_window_seconds` of the first). Generated only
+when `clean_zone_trigger_route` is `sensor` or `both`.
 
 **How it is triggered:** continuously (`@continuous`, one active run): when a
 run ends, the next one starts waiting. A run that sees no file for
 `clean_zone_sensor_timeout_seconds` ends as skipped, not failed, and no one is
 alerted. Folder markers (`landing/x/`, zero bytes) never wake it.
 
-Each pipeline run gets an id derived from the object's key and upload time,
-so a file is handed over once however often the sensor fires; the pipeline's
+Each run gets an id derived from the uploads it takes, so a file is handed
+over once however often the sensor fires; the pipeline's
 own claim makes processing exactly-once even when runs overlap.
 """
 
@@ -29,35 +32,36 @@ from clean_zone.airflow_glue.dag_defaults import default_args
 
 settings = config.load_for_parsing()
 
-with DAG(
-    dag_id="clean_zone_landing_watcher",
-    description="Wait for files in the landing prefix and start one file-pipeline run per file",
-    doc_md=__doc__,
-    schedule="@continuous",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(settings, object_task_id=None),
-    tags=["clean-zone", "s3", "sensor"],
-):
-    wait = S3KeySensor(
-        task_id="wait_for_landing_file",
-        aws_conn_id=settings.aws_conn_id,
-        bucket_name=config.variable_template("bucket", settings.bucket),
-        bucket_key=keys.files_pattern(settings.landing_prefix),
-        wildcard_match=True,
-        check_fn=steps.landing_has_files,
-        deferrable=True,
-        poke_interval=settings.sensor_poke_interval_seconds,
-        timeout=settings.sensor_timeout_seconds,
-        soft_fail=True,
-    )
-    triggers = task(steps.list_landing_files, task_id="list_landing_files")()
-    TriggerDagRunOperator.partial(
-        task_id="start_file_pipeline",
-        trigger_dag_id="clean_zone_file_pipeline",
-        skip_when_already_exists=True,
-        wait_for_completion=False,
-    ).expand_kwargs(triggers)
+# The route not chosen (clean_zone_trigger_route) costs nothing: its DAG is not generated.
+if settings.trigger_route in ("sensor", "both"):
+    with DAG(
+        dag_id="clean_zone_landing_watcher",
+        description="Wait for files in the landing prefix and start one file-pipeline run per file",
+        doc_md=__doc__,
+        schedule="@continuous",
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(settings, object_task_id=None),
+        tags=["clean-zone", "s3", "sensor"],
+    ):
+        wait = S3KeySensor(
+            task_id="wait_for_landing_file",
+            aws_conn_id=settings.aws_conn_id,
+            bucket_name=config.variable_template("bucket", settings.bucket),
+            bucket_key=keys.files_pattern(settings.landing_prefix),
+            wildcard_match=True,
+            check_fn=steps.landing_has_files,
+            deferrable=True,
+            poke_interval=settings.sensor_poke_interval_seconds,
+            timeout=settings.sensor_timeout_seconds,
+            soft_fail=True,
+        )
+        triggers = task(steps.list_landing_files, task_id="list_landing_files")()
+        TriggerDagRunOperator.partial(
+            task_id="start_file_pipeline",
+            skip_when_already_exists=True,
+            wait_for_completion=False,
+        ).expand_kwargs(triggers)
 
-    wait >> triggers
+        wait >> triggers

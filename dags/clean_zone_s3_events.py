@@ -4,8 +4,11 @@
 The event-driven trigger (the reference's EventBridge rule, without polling):
 the bucket sends S3 event notifications for objects created under the landing
 prefix to an SQS queue; an Asset watcher reads the queue in the triggerer
-(`MessageQueueTrigger`, scheme `sqs`) and every batch of messages starts this
-DAG, which starts one `clean_zone_file_pipeline` run per created object.
+(`MessageQueueTrigger`, scheme `sqs`) and the messages start this DAG (one run
+at a time: events arriving meanwhile gather into the next run), which hands the
+created objects over: a file alone to `clean_zone_file_pipeline`, files that
+landed together to `clean_zone_file_burst`. Generated when
+`clean_zone_trigger_route` is `events` (the default) or `both`.
 
 **How it is triggered:** by the `clean_zone_s3_events` asset, updated by its
 watcher whenever messages arrive. For a replay by hand, trigger it with conf
@@ -13,8 +16,8 @@ watcher whenever messages arrive. For a replay by hand, trigger it with conf
 folder markers and keys outside the landing prefix are ignored; URL-encoded
 keys (`a+b.csv` for `a b.csv`) are decoded.
 
-Use it instead of, or beside, `clean_zone_landing_watcher`: the pipeline's
-claim makes sure a file is processed once whichever route starts it.
+With `both` routes on, the pipeline's claim makes sure a file is processed
+once whichever route starts it.
 """
 
 from __future__ import annotations
@@ -31,37 +34,40 @@ from clean_zone.airflow_glue.dag_defaults import default_args
 
 settings = config.load_for_parsing()
 
-landing_events = Asset(
-    name="clean_zone_s3_events",
-    watchers=[
-        AssetWatcher(
-            name="clean_zone_s3_events_queue",
-            trigger=MessageQueueTrigger(
-                scheme="sqs",
-                sqs_queue=settings.events_queue_url,
-                aws_conn_id=settings.aws_conn_id,
-                region_name=settings.region,
-                max_messages=10,
-                waiter_delay=max(1, int(settings.sensor_poke_interval_seconds)),
-            ),
-        )
-    ],
-)
-
-with DAG(
-    dag_id="clean_zone_s3_events",
-    description="Start one file-pipeline run per object created, from S3 event notifications via SQS",
-    doc_md=__doc__,
-    schedule=[landing_events],
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    default_args=default_args(settings, object_task_id=None),
-    tags=["clean-zone", "s3", "sqs", "event-driven"],
-):
-    triggers = task(steps.s3_event_triggers, task_id="read_s3_events")()
-    TriggerDagRunOperator.partial(
-        task_id="start_file_pipeline",
-        trigger_dag_id="clean_zone_file_pipeline",
-        skip_when_already_exists=True,
-        wait_for_completion=False,
-    ).expand_kwargs(triggers)
+# The route not chosen (clean_zone_trigger_route) costs nothing: its DAG is not generated.
+if settings.trigger_route in ("events", "both"):
+    landing_events = Asset(
+        name="clean_zone_s3_events",
+        watchers=[
+            AssetWatcher(
+                name="clean_zone_s3_events_queue",
+                trigger=MessageQueueTrigger(
+                    scheme="sqs",
+                    sqs_queue=settings.events_queue_url,
+                    aws_conn_id=settings.aws_conn_id,
+                    region_name=settings.region,
+                    max_messages=10,
+                    waiter_delay=max(1, int(settings.sensor_poke_interval_seconds)),
+                ),
+            )
+        ],
+    )
+    with DAG(
+        dag_id="clean_zone_s3_events",
+        description="Start file runs for the objects created, from S3 event notifications via SQS",
+        doc_md=__doc__,
+        schedule=[landing_events],
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        # One run at a time: asset events that arrive meanwhile queue up and the next run takes them
+        # all, so a burst becomes a few burst runs rather than one run per message batch.
+        max_active_runs=1,
+        default_args=default_args(settings, object_task_id=None),
+        tags=["clean-zone", "s3", "sqs", "event-driven"],
+    ):
+        triggers = task(steps.s3_event_triggers, task_id="read_s3_events")()
+        TriggerDagRunOperator.partial(
+            task_id="start_file_pipeline",
+            skip_when_already_exists=True,
+            wait_for_completion=False,
+        ).expand_kwargs(triggers)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from clean_zone.failures import FailureClass
@@ -126,6 +126,16 @@ class Alert:
         return data
 
 
+class Publishable(Protocol):
+    """What :func:`publish` needs: an :class:`Alert`, or a burst run's digest (``clean_zone.burst``)."""
+
+    def subject(self) -> str: ...
+
+    def message(self) -> str: ...
+
+    def attributes(self) -> dict[str, dict[str, str]]: ...
+
+
 def task_log_url(
     base_url: str, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
 ) -> str:
@@ -137,7 +147,7 @@ def task_log_url(
     )
 
 
-def publish(sns_client: Any, topic_arn: str, alert: Alert) -> str | None:
+def publish(sns_client: Any, topic_arn: str, alert: Publishable) -> str | None:
     """Publish ``alert``; return the message id, or None (logged) if SNS failed."""
     try:
         response = sns_client.publish(

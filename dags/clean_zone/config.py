@@ -137,6 +137,29 @@ class Settings:
     retry_jitter: str = _setting(
         "NONE", "Failure generator retry: JitterStrategy, NONE or FULL.", parse_time=True
     )
+    trigger_route: str = _setting(
+        "events",
+        "What starts file runs: 'events' (S3 notifications -> SQS -> Asset watcher, about 1-5 s), "
+        "'sensor' (the deferrable S3KeySensor DAG, up to one poke interval) or 'both'. The DAG of a "
+        "route not chosen is not generated.",
+        parse_time=True,
+    )
+    burst_max_files: int = _setting(
+        100, "Bursts: most files one burst run takes (N); the rest go to following runs.", parse_time=True
+    )
+    burst_window_seconds: float = _setting(
+        30.0,
+        "Bursts: a burst run takes files that landed within this many seconds of its first (T).",
+        parse_time=True,
+    )
+    burst_chunk_files: int = _setting(
+        25,
+        "Bursts: files per chunk task inside a burst run (task instances do not grow per file).",
+        parse_time=True,
+    )
+    burst_max_parallel_chunks: int = _setting(
+        4, "Bursts: how many chunk tasks of one burst run work at once.", parse_time=True
+    )
     batch_late_file_window_seconds: float = _setting(
         300.0, "Batch pipeline: how long to wait for listed files that have not arrived yet."
     )
@@ -191,6 +214,14 @@ def _convert(name: str, kind: str, raw: str) -> Any:
     return text
 
 
+def _check_bursts(settings: Settings) -> None:
+    for name in ("burst_max_files", "burst_chunk_files", "burst_max_parallel_chunks"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{variable_name(name)} must be at least 1, got {getattr(settings, name)}")
+    if settings.burst_window_seconds < 0:
+        raise ConfigError(f"{variable_name('burst_window_seconds')} must not be negative")
+
+
 def _check(settings: Settings) -> Settings:
     prefixes = [f.name for f in fields(settings) if f.name.endswith("_prefix")]
     for name in prefixes:
@@ -212,6 +243,11 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError(
             f"{variable_name('event_route')} must be s3 or eventbridge, got {settings.event_route!r}"
         )
+    if settings.trigger_route not in {"events", "sensor", "both"}:
+        raise ConfigError(
+            f"{variable_name('trigger_route')} must be events, sensor or both, got {settings.trigger_route!r}"
+        )
+    _check_bursts(settings)
     if settings.retry_jitter.upper() not in {"NONE", "FULL"}:
         raise ConfigError(
             f"{variable_name('retry_jitter')} must be NONE or FULL, got {settings.retry_jitter!r}"

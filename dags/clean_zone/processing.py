@@ -1,7 +1,13 @@
-"""Writing a processed file's outputs, for both pipelines: the normalised CSV and its JSON summary.
+"""Checking and writing a processed file, for every pipeline: the one place the CSV engine is chosen.
 
-The source is streamed through :func:`clean_zone.csv_validation.normalize`
-into a spooled temporary file (memory up to :data:`SPOOL_MAX_MEMORY`, disk
+:data:`engine` is the columnar engine (:mod:`clean_zone.csv_engine`, pyarrow's
+streaming reader; pyarrow is imported inside its functions, so importing this
+module at parse time costs nothing). :mod:`clean_zone.csv_validation`, the
+pure-Python engine, has the same API and rules; it stays as the reference.
+
+:func:`write_outputs` streams the source through the engine's ``normalize``
+(which validates as it writes: one read of the bytes does both) into a spooled
+temporary file (memory up to :data:`SPOOL_MAX_MEMORY`, disk
 past it: constant memory for any file size), uploaded beside the file's
 processed key, and described in a summary written after the output.
 """
@@ -13,13 +19,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from clean_zone import csv_validation
+from clean_zone import csv_engine as engine
 from clean_zone.clock import now_iso
 from clean_zone.csv_validation import CsvStats
 from clean_zone.keys import output_keys
 from clean_zone.storage import ObjectStore
 
 SPOOL_MAX_MEMORY = 8 * 1024 * 1024
+
+
+def validate(chunks: Iterable[bytes], *, gzipped: bool) -> CsvStats:
+    """Check a CSV with the chosen engine; raises :class:`~clean_zone.failures.DataQualityError`."""
+    return engine.validate(chunks, gzipped=gzipped)
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,7 @@ def write_outputs(
     """
     output_key, summary_key = output_keys(base)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY) as sink:
-        stats = csv_validation.normalize(chunks, sink, gzipped=gzipped)
+        stats = engine.normalize(chunks, sink, gzipped=gzipped)
         extra = before_upload(stats) if before_upload is not None else {}
         sink.seek(0)
         store.upload_stream(output_key, sink)

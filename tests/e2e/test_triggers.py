@@ -33,7 +33,15 @@ def clear_pipeline_runs() -> None:
         session.query(DagRun).filter(DagRun.dag_id == PIPELINE).delete()
 
 
-def test_watcher_waits_deferred_for_a_file_and_starts_one_run_per_file(run_dag, s3, provisioned):
+@pytest.fixture
+def sensor_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher DAG exists only when the sensor route is chosen (the default is events)."""
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_TRIGGER_ROUTE", "both")
+
+
+def test_watcher_waits_deferred_for_a_file_and_starts_one_run_per_file(
+    run_dag, s3, provisioned, sensor_route
+):
     clear_pipeline_runs()
     s3.put_object(Bucket=provisioned.bucket, Key="landing/folder/", Body=b"")  # never wakes the sensor
 

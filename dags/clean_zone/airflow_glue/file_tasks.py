@@ -12,13 +12,12 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from clean_zone import config, csv_validation, failure_generator
+from clean_zone import config, failure_generator, processing
 from clean_zone.airflow_glue.aws import object_store
 from clean_zone.extensions import FileKind, check_file
 from clean_zone.failures import DataQualityError, DependencyError, InvalidFileError
 from clean_zone.keys import Place, place_key
 from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle
-from clean_zone.processing import write_outputs
 
 CLAIM_TASK = "claim_file"
 CHECK_TASK = "check_file_extension"
@@ -86,7 +85,7 @@ def validate_csv(claim: dict[str, Any]) -> dict[str, Any]:
     lifecycle = _lifecycle(owned.bucket)
     chunks, gzipped = _source(lifecycle, owned)
     try:
-        stats = csv_validation.validate(chunks, gzipped=gzipped)
+        stats = processing.validate(chunks, gzipped=gzipped)
     except DataQualityError as error:
         raise lifecycle.fail_into(owned, Place.QUARANTINE, error) from error
     return stats.to_dict()
@@ -104,7 +103,7 @@ def write_processed_output(claim: dict[str, Any], generated: float) -> dict[str,
     owned = Claim.from_dict(claim)
     lifecycle = _lifecycle(owned.bucket)
     chunks, gzipped = _source(lifecycle, owned)
-    written = write_outputs(
+    written = processing.write_outputs(
         lifecycle.store,
         chunks,
         place_key(lifecycle.settings, Place.PROCESSED, owned.relative_key),

@@ -15,6 +15,7 @@ from airflow.sdk import BaseNotifier
 from clean_zone import config
 from clean_zone.airflow_glue.aws import client
 from clean_zone.alerts import Alert, publish, task_log_url
+from clean_zone.burst import Digest
 from clean_zone.failures import FailureClass, classify
 
 
@@ -77,11 +78,17 @@ class FailureAlertNotifier(BaseNotifier):
     def notify(self, context: Any) -> None:
         try:
             settings = config.load()
-            alert = self.build_alert(context, settings)
-            publish(client("sns", settings), settings.failure_topic_arn, alert)
+            # A task that failed with its own alert ready (a burst run's digest) sends that one instead.
+            ready = getattr(context.get("exception"), "alert", None)
+            send(ready if isinstance(ready, Digest) else self.build_alert(context, settings), settings)
         except Exception:
             # Never let alerting hide the real failure; Airflow logs the task's own error.
             self.log.exception("failure alert could not be built or sent")
+
+
+def send(alert: Alert | Digest, settings: config.Settings) -> str | None:
+    """The one way an alert reaches SNS: a task's failure, or a burst run's digest."""
+    return publish(client("sns", settings), settings.failure_topic_arn, alert)
 
 
 def _map_index(ti: Any) -> int:

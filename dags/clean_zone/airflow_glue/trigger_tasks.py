@@ -1,21 +1,52 @@
-"""Task callables of the two DAGs that start file-pipeline runs: the landing watcher and S3 events.
+"""Task callables of the two DAGs that start file runs: the landing watcher and S3 events.
 
-Both return a list of ``{"trigger_run_id", "conf"}`` for a mapped
-``TriggerDagRunOperator``; the run id is derived from the upload, so a file
-is handed over once however often it is seen.
+Both return a list of ``{"trigger_dag_id", "trigger_run_id", "conf"}`` for a
+mapped ``TriggerDagRunOperator``. Files that landed together are cut into
+bursts (:func:`clean_zone.burst.group`: up to ``clean_zone_burst_max_files``
+within ``clean_zone_burst_window_seconds`` of the first); a burst of several
+files starts one ``clean_zone_file_burst`` run, a file alone starts
+``clean_zone_file_pipeline`` (the reference's shape). Run ids are derived from
+the uploads, so a file is handed over once however often it is seen.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from clean_zone import config, events
+from clean_zone import burst, config, events
 from clean_zone.airflow_glue.aws import object_store
+from clean_zone.burst import Arrival
 from clean_zone.events import pipeline_run_id
 from clean_zone.keys import is_folder_marker
 
-# One watcher cycle starts at most this many runs; the next cycle picks up the rest.
-MAX_FILES_PER_CYCLE = 200
+PIPELINE_DAG = "clean_zone_file_pipeline"
+BURST_DAG = "clean_zone_file_burst"
+# One watcher cycle hands over at most this many files; the next cycle picks up the rest.
+MAX_FILES_PER_CYCLE = 2000
+
+
+def dispatch(arrivals: list[Arrival], settings: config.Settings) -> list[dict[str, Any]]:
+    """Triggers for the arrivals: one burst run per group of several files, a single run per lone file."""
+    triggers = []
+    for files in burst.group(arrivals, settings.burst_max_files, settings.burst_window_seconds):
+        if len(files) == 1:
+            one = files[0]
+            triggers.append(
+                {
+                    "trigger_dag_id": PIPELINE_DAG,
+                    "trigger_run_id": pipeline_run_id(one.bucket, one.key, one.upload_marker),
+                    "conf": {"bucket": one.bucket, **one.to_conf()},
+                }
+            )
+        else:
+            triggers.append(
+                {
+                    "trigger_dag_id": BURST_DAG,
+                    "trigger_run_id": burst.burst_run_id(files),
+                    "conf": {"bucket": files[0].bucket, "files": [a.to_conf() for a in files]},
+                }
+            )
+    return triggers
 
 
 def landing_has_files(files: list[dict[str, Any]], **_context: Any) -> bool:
@@ -31,13 +62,8 @@ def list_landing_files() -> list[dict[str, Any]]:
         info for info in store.list_keys(settings.landing_prefix) if not is_folder_marker(info.key, info.size)
     ]
     found.sort(key=lambda info: (info.last_modified or "", info.key))
-    return [
-        {
-            "trigger_run_id": pipeline_run_id(settings.bucket, info.key, info.last_modified),
-            "conf": {"bucket": settings.bucket, "key": info.key, "etag": info.etag},
-        }
-        for info in found[:MAX_FILES_PER_CYCLE]
-    ]
+    arrivals = [Arrival(settings.bucket, i.key, i.etag, i.last_modified) for i in found[:MAX_FILES_PER_CYCLE]]
+    return dispatch(arrivals, settings)
 
 
 def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
@@ -51,10 +77,10 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
         event for asset_events in context["triggering_asset_events"].values() for event in asset_events
     ) or list((context["dag_run"].conf or {}).get("messages", []))
     created = events.objects_created(messages, settings.bucket, settings.landing_prefix)
-    return [
-        {
-            "trigger_run_id": pipeline_run_id(item.bucket, item.key, f"{item.event_time}/{item.etag}"),
-            "conf": {"bucket": item.bucket, "key": item.key, "etag": (item.etag or "").strip('"') or None},
-        }
-        for item in created
-    ]
+    arrivals = []
+    for item in created:
+        etag = (item.etag or "").strip('"') or None
+        # The event time and the ETag make the upload marker: a re-delivered event maps to the same run.
+        marker = f"{item.event_time}/{item.etag}"
+        arrivals.append(Arrival(item.bucket, item.key, etag, item.event_time, marker))
+    return dispatch(arrivals, settings)

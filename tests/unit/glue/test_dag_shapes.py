@@ -1,4 +1,4 @@
-"""The four DAGs' shapes: the operators the design names, and data passed as arguments, not pulled by id."""
+"""The DAGs' shapes: the operators the design names, and data passed as arguments, not pulled by id."""
 
 from __future__ import annotations
 
@@ -15,13 +15,49 @@ REPO = Path(__file__).resolve().parents[3]
 GLUE = REPO / "dags" / "clean_zone" / "airflow_glue"
 
 
-@pytest.fixture(scope="module")
-def dags() -> dict[str, Any]:
+ROUTE_ENV = "AIRFLOW_VAR_CLEAN_ZONE_TRIGGER_ROUTE"
+
+
+def _parse(route: str) -> dict[str, Any]:
+    """The folder's DAGs as the DAG processor sees them with ``clean_zone_trigger_route`` = ``route``."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"), safe_mode=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ROUTE_ENV, route)
+        bag = DagBag(dag_folder=str(REPO / "dags"), safe_mode=True)
     assert not bag.import_errors, bag.import_errors
     return bag.dags
+
+
+@pytest.fixture(scope="module")
+def dags() -> dict[str, Any]:
+    return _parse("both")
+
+
+@pytest.mark.parametrize(
+    ("route", "generated", "omitted"),
+    [
+        ("events", "clean_zone_s3_events", "clean_zone_landing_watcher"),
+        ("sensor", "clean_zone_landing_watcher", "clean_zone_s3_events"),
+    ],
+)
+def test_the_route_not_chosen_is_not_generated(route: str, generated: str, omitted: str) -> None:
+    found = _parse(route)
+    assert generated in found
+    assert omitted not in found
+    assert {"clean_zone_file_pipeline", "clean_zone_file_burst", "clean_zone_manifest_batch"} <= set(found)
+
+
+def test_the_events_route_gathers_queued_asset_events_into_one_run(dags: dict) -> None:
+    assert dags["clean_zone_s3_events"].max_active_runs == 1
+
+
+def test_a_burst_run_has_a_fixed_number_of_tasks_and_bounded_chunks(dags: dict) -> None:
+    dag = dags["clean_zone_file_burst"]
+    assert set(dag.task_ids) == {"plan_chunks", "process_chunk", "report_burst"}
+    chunk = dag.get_task("process_chunk")
+    assert chunk.max_active_tis_per_dagrun == 4
+    assert dag.get_task("report_burst").trigger_rule == "all_done"
 
 
 def test_the_file_pipeline_checks_with_a_python_operator_and_routes_with_a_branch(dags: dict) -> None:

@@ -1,0 +1,57 @@
+"""
+### Clean-zone file burst
+
+Processes files that landed together (a partner dropping many at once) in one
+run, started by the trigger DAG of the chosen route with conf
+`{"bucket": ..., "files": [{"key": ..., "etag": ...}, ...]}`: up to
+`clean_zone_burst_max_files` files that landed within
+`clean_zone_burst_window_seconds` of the first. A file alone goes to
+`clean_zone_file_pipeline` instead.
+
+1. **plan_chunks** cuts the files into chunks of `clean_zone_burst_chunk_files`.
+2. **process_chunk** (mapped, at most `clean_zone_burst_max_parallel_chunks` at
+   once) takes each file of its chunk the single-file way: claim (exactly once,
+   its own ledger record), extension check, one read that validates and
+   normalises, the failure generator retried in process with the same backoff,
+   outputs, terminal place. One file's trouble never fails or repeats the others.
+3. **report_burst** sends ONE digest alert listing every bad file, its class and
+   where it went (severity of the worst), and fails the run if a file still
+   waits in `processing/` after every retry: clear **process_chunk** to resume
+   it (files already finished are not redone).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Param, task
+
+from clean_zone import config
+from clean_zone.airflow_glue import burst_tasks as steps
+from clean_zone.airflow_glue.dag_defaults import default_args
+
+settings = config.load_for_parsing()
+
+with DAG(
+    dag_id="clean_zone_file_burst",
+    description="Process files that landed together, in a few chunk tasks, with one digest alert",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=2,
+    default_args=default_args(settings, object_task_id=None),
+    params={
+        "bucket": Param(None, type=["null", "string"], description="Bucket (default: clean_zone_bucket)"),
+        "files": Param([], type="array", description='The files: [{"key": "landing/...", "etag": "..."}]'),
+    },
+    tags=["clean-zone", "s3", "burst"],
+):
+    chunks = task(steps.plan_chunks, task_id=steps.PLAN_TASK)()
+    outcomes = task(
+        steps.process_chunk,
+        task_id=steps.CHUNK_TASK,
+        max_active_tis_per_dagrun=settings.burst_max_parallel_chunks,
+    ).expand(chunk=chunks)
+    # The digest is this run's one alert (sent by the report, or by its failure callback if files wait).
+    task(steps.report_burst, task_id=steps.REPORT_TASK, trigger_rule="all_done")(outcomes)
