@@ -137,6 +137,10 @@ class Settings:
     retry_jitter: str = _setting(
         "NONE", "Failure generator retry: JitterStrategy, NONE or FULL.", parse_time=True
     )
+    max_inflated_bytes: int = _setting(
+        64 * 1024**3,
+        "Largest a .csv.gz may inflate to; past it the file is quarantined as gzip_bomb.",
+    )
     batch_late_file_window_seconds: float = _setting(
         300.0, "Batch pipeline: how long to wait for listed files that have not arrived yet."
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from clean_zone import config, events
 from clean_zone.airflow_glue.aws import object_store
-from clean_zone.events import pipeline_run_id
+from clean_zone.events import pipeline_note, pipeline_run_id
 from clean_zone.keys import is_folder_marker
 
 # One watcher cycle starts at most this many runs; the next cycle picks up the rest.
@@ -35,6 +35,7 @@ def list_landing_files() -> list[dict[str, Any]]:
         {
             "trigger_run_id": pipeline_run_id(settings.bucket, info.key, info.last_modified),
             "conf": {"bucket": settings.bucket, "key": info.key, "etag": info.etag},
+            "note": pipeline_note(info.key),
         }
         for info in found[:MAX_FILES_PER_CYCLE]
     ]
@@ -54,7 +55,13 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
     return [
         {
             "trigger_run_id": pipeline_run_id(item.bucket, item.key, f"{item.event_time}/{item.etag}"),
-            "conf": {"bucket": item.bucket, "key": item.key, "etag": (item.etag or "").strip('"') or None},
+            "conf": {
+                "bucket": item.bucket,
+                "key": item.key,
+                "etag": (item.etag or "").strip('"') or None,
+                "version_id": item.version_id,
+            },
+            "note": pipeline_note(item.key),
         }
         for item in created
     ]
