@@ -247,6 +247,9 @@ class Lifecycle:
         place, where = self.locate(rel)
         if place is None:
             return ClaimOutcome.GONE, None
+        # Still in processing/: the version there is the one this run copied (a later upload would have
+        # had to be claimed, and moved here, by another run in between: too rare to guess about).
+        version = self.store.head(where) if place is Place.PROCESSING else None
         return ClaimOutcome.RESUMED, Claim(
             self.store.bucket,
             key,
@@ -255,7 +258,7 @@ class Lifecycle:
             mine["etag"],
             run_id,
             self.store.url(where),
-            mine.get("version_id"),
+            version.version_id if version is not None else None,
         )
 
     def _finish_duplicate(self, key: str, rel: str, existing: dict[str, Any]) -> None:

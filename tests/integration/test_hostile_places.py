@@ -21,7 +21,9 @@ from tests.unit.test_hostile_keys import landing_keys
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],  # one bucket; each example its own upload
 )
-@given(key=landing_keys())
+# Moto's URL routing cannot match a key holding a line feed (AWS stores it): a carriage return, the
+# same one byte, stands in for it here. The pure mapping tests keep line feeds.
+@given(key=landing_keys().map(lambda key: key.replace("\n", "\r")))
 def test_any_key_ends_in_its_documented_place(s3: Any, provisioned: Settings, key: str) -> None:
     lifecycle = Lifecycle(ObjectStore(s3, provisioned.bucket), provisioned)
     body = f"id,name\n1,{uuid.uuid4()}\n".encode()  # a fresh upload each time, never a duplicate
