@@ -32,9 +32,14 @@ from clean_zone.keys import display_key, is_folder_marker
 class ObjectCreated:
     bucket: str
     key: str
-    etag: str | None
+    etag: str | None  # without quotes
     event_time: str | None
     version_id: str | None = None  # the upload's version, in a versioned bucket
+
+
+def _etag(value: Any) -> str | None:
+    """An event's ETag as S3's HEAD gives it (no quotes), or None."""
+    return (str(value).strip('"') or None) if value else None
 
 
 def _records(document: dict[str, Any]) -> Iterable[ObjectCreated]:
@@ -48,7 +53,7 @@ def _records(document: dict[str, Any]) -> Iterable[ObjectCreated]:
         yield ObjectCreated(
             bucket=s3.get("bucket", {}).get("name", ""),
             key=unquote_plus(s3.get("object", {}).get("key", "")),
-            etag=s3.get("object", {}).get("eTag"),
+            etag=_etag(s3.get("object", {}).get("eTag")),
             event_time=record.get("eventTime"),
             version_id=s3.get("object", {}).get("versionId") or None,
         )
@@ -58,7 +63,7 @@ def _records(document: dict[str, Any]) -> Iterable[ObjectCreated]:
             bucket=detail.get("bucket", {}).get("name", ""),
             key=detail.get("object", {}).get("key", ""),
             # AWS spells it "etag" in EventBridge events; some emulators "eTag".
-            etag=detail.get("object", {}).get("etag") or detail.get("object", {}).get("eTag"),
+            etag=_etag(detail.get("object", {}).get("etag") or detail.get("object", {}).get("eTag")),
             event_time=document.get("time"),
             version_id=detail.get("object", {}).get("version-id") or None,
         )

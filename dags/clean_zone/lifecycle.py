@@ -195,6 +195,23 @@ class Lifecycle:
             return ClaimOutcome.DUPLICATE, None
         return ClaimOutcome.CLAIMED, self._move_to_processing(key, rel, info, run_id)
 
+    def already_claimed(self, key: str, etag: str | None, version_id: str | None) -> bool:
+        """Whether a run already claimed this very upload (the ledger names its version).
+
+        A trigger asks before starting a run, so one upload seen by both routes (the watcher's
+        listing and the S3 event) starts one run, not a second that only skips. Without the event's
+        version id, the key's current object decides: gone (moved on by the claiming run) or the
+        claimed version means taken; another version at the key is a re-delivery, to be run.
+        """
+        record_key = ledger_key(self.settings, key, etag or "")
+        if not etag or self.store.head(record_key) is None:
+            return False
+        claimed = self.store.get_json(record_key).get("version")
+        if version_id:
+            return bool(claimed == version_id)
+        current = self.store.head(key)
+        return current is None or claimed == _version(current)
+
     def _reject_long_key(self, key: str, info: ObjectInfo, run_id: str) -> Claim:
         """Keep the file, under a name S3 accepts, with its real key in the reason sidecar."""
         rel = too_long_key(key)

@@ -232,3 +232,24 @@ def test_a_file_replaced_in_processing_after_its_version_was_lost_is_superseded(
     alert_for(caught.value, claimed_a, "validate_csv")
     [alert] = alerts_inbox.receive(wait_seconds=5, expect=1)
     assert alert["subject"] == f"[WARNING] file replaced by a newer upload: {PIPELINE}.validate_csv"
+
+
+def test_an_event_for_an_upload_the_watchers_run_already_took_starts_no_second_run(
+    run_dag: Any, s3: Any, provisioned: Any, alerts_inbox: Any
+) -> None:
+    import boto3
+
+    sqs = boto3.client("sqs", region_name=provisioned.region)
+    upload(s3, provisioned, "notes.pdf", b"%PDF-1.7 not a csv")
+    messages = sqs.receive_message(
+        QueueUrl=provisioned.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )["Messages"]
+    # The watcher's run (conf without a version) rejects it first; then the event arrives.
+    assert run_dag(PIPELINE, {"key": "landing/notes.pdf"}).state == "failed"
+
+    result = run_dag("clean_zone_s3_events", {"messages": messages})
+
+    assert result.state == "success"
+    assert result.xcom["read_s3_events"] == []  # no second run that would only skip and show green
+    assert listing(s3, provisioned.bucket) == {"rejected/notes.pdf", "rejected/notes.pdf.reason.json"}
+    assert len(alerts_inbox.receive(wait_seconds=3, expect=1)) == 1

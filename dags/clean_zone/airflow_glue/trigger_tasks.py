@@ -13,6 +13,7 @@ from clean_zone import config, events
 from clean_zone.airflow_glue.aws import object_store
 from clean_zone.events import pipeline_note, pipeline_run_id
 from clean_zone.keys import is_folder_marker
+from clean_zone.lifecycle import Lifecycle
 
 # One watcher cycle starts at most this many runs; the next cycle picks up the rest.
 MAX_FILES_PER_CYCLE = 200
@@ -52,13 +53,16 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
         event for asset_events in context["triggering_asset_events"].values() for event in asset_events
     ) or list((context["dag_run"].conf or {}).get("messages", []))
     created = events.objects_created(messages, settings.bucket, settings.landing_prefix)
+    # An upload the watcher's run already claimed gets no second run (one that would only skip, green).
+    lifecycle = Lifecycle(object_store(settings), settings)
+    created = [i for i in created if not lifecycle.already_claimed(i.key, i.etag, i.version_id)]
     return [
         {
             "trigger_run_id": pipeline_run_id(item.bucket, item.key, f"{item.event_time}/{item.etag}"),
             "conf": {
                 "bucket": item.bucket,
                 "key": item.key,
-                "etag": (item.etag or "").strip('"') or None,
+                "etag": item.etag,
                 "version_id": item.version_id,
             },
             "note": pipeline_note(item.key),
