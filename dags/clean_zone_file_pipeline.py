@@ -19,8 +19,9 @@ reference Step Functions state machine *ProcessFilesStateMachine*.
 **How it is triggered:** by the chosen trigger route (`clean_zone_s3_events`,
 S3 event notifications through SQS, by default; or `clean_zone_landing_watcher`,
 an S3KeySensor) for a file that arrives alone (files that land together go to
-`clean_zone_file_burst`); or by hand with conf `{"key": "landing/x.csv"}` (and optionally
-`"bucket"`), as the reference's Lambda could be invoked with a test event.
+`clean_zone_file_burst`), one run per file (each run's note names its file); or by hand
+with conf `{"key": "landing/x.csv"}` (and optionally `"bucket"`), as the reference's
+Lambda could be invoked with a test event. A run triggered without a key is refused.
 """
 
 from __future__ import annotations
@@ -45,18 +46,30 @@ with DAG(
     catchup=False,
     max_active_runs=16,
     default_args=default_args(settings, object_task_id=steps.CLAIM_TASK),
+    # No default key: a run triggered without one is refused at trigger time, and never pages.
     params={
         "key": Param(
-            f"{settings.landing_prefix}sample.csv",
             type="string",
             minLength=1,
-            description="Key of the object to process",
+            description=f"Key of the object to process, e.g. {settings.landing_prefix}orders.csv",
         ),
-        "bucket": Param(None, type=["null", "string"], description="Bucket (default: clean_zone_bucket)"),
+        "bucket": Param(
+            None,
+            type=["null", "string"],
+            description="Bucket the object is in; leave empty for the bucket named by the "
+            "clean_zone_bucket Variable",
+        ),
         "etag": Param(
             None,
             type=["null", "string"],
-            description="ETag of the upload, if known: tells a file already taken from a missing one",
+            description="Optional. The upload's ETag (the triggers fill it in); it lets a run tell "
+            "a file another run already took from one that never arrived",
+        ),
+        "version_id": Param(
+            None,
+            type=["null", "string"],
+            description="Optional. The upload's version id (S3 events name it); that upload is "
+            "processed even if the key was deleted or overwritten since",
         ),
     },
     tags=["clean-zone", "s3", "reference-port"],

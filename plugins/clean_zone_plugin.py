@@ -13,6 +13,10 @@ UI: links under Plugins -> "Clean zone" to the bucket, its landing prefix and th
 when the plugin loads from the project's settings (``clean_zone.config.load_for_parsing``: the
 environment only, no Variable or network lookup), found on the Python path or in ``[core] dags_folder``.
 Where ``clean_zone`` cannot be found, the links are left out with a warning; the macros never need it.
+On AWS they open the S3 and SNS consoles. Against a local endpoint (``AWS_ENDPOINT_URL``), whose own
+dashboard needs scripts from the internet and a browser cannot read its objects unsigned, they open
+a small page this plugin serves from the API server (:data:`PAGE_PREFIX`): each place's objects, and
+the topic with its subscriptions, read through the endpoint with signed requests. Plain HTML, no scripts.
 
 Keys are taken as they are stored (decoded): an S3 event's URL-encoded key (``a+b.csv``) must be
 decoded first, as the pipelines do. Importing this module does no I/O.
@@ -24,6 +28,8 @@ would load as a module called ``__init__``.
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 import os
 from typing import Any
@@ -115,29 +121,125 @@ def sns_topic_console_url(topic_arn: str, endpoint_url: str | None = None) -> st
     return f"{_console(region)}/sns/v3/home?{_query({'region': region})}#/topic/{topic_arn}"
 
 
-def navigation_links(settings: Any) -> list[dict[str, str]]:
-    """The UI links for ``settings`` (a ``clean_zone.config.Settings``); external, so no ``url_route``."""
+# Where the API server serves the local page (a FastAPI sub-application of this plugin).
+PAGE_PREFIX = "/clean-zone"
+# Objects listed per place on the local page: enough to find one's upload, small enough to stay fast.
+PAGE_LISTING_LIMIT = 200
+
+
+def navigation_links(settings: Any, endpoint_url: str | None = None) -> list[dict[str, str]]:
+    """The UI links for ``settings`` (a ``clean_zone.config.Settings``); external, so no ``url_route``.
+
+    Locally (a custom endpoint) they open this plugin's page; on AWS, the S3 and SNS consoles.
+    """
     region = settings.region
+    local = _endpoint(endpoint_url, "s3") is not None
+    hrefs = (
+        [f"{PAGE_PREFIX}/", f"{PAGE_PREFIX}/?{_query({'place': 'landing'})}", f"{PAGE_PREFIX}/topic"]
+        if local
+        else [
+            s3_console_url(settings.bucket, "", region),
+            s3_console_url(settings.bucket, settings.landing_prefix, region),
+            sns_topic_console_url(settings.failure_topic_arn),
+        ]
+    )
+    names = [f"Bucket {settings.bucket}", f"Landing prefix {settings.landing_prefix}", "Failure alerts topic"]
     return [
-        {
-            "name": f"Bucket {settings.bucket}",
-            "href": s3_console_url(settings.bucket, "", region),
-            "destination": "nav",
-            "category": LINK_CATEGORY,
-        },
-        {
-            "name": f"Landing prefix {settings.landing_prefix}",
-            "href": s3_console_url(settings.bucket, settings.landing_prefix, region),
-            "destination": "nav",
-            "category": LINK_CATEGORY,
-        },
-        {
-            "name": "Failure alerts topic",
-            "href": sns_topic_console_url(settings.failure_topic_arn),
-            "destination": "nav",
-            "category": LINK_CATEGORY,
-        },
+        {"name": name, "href": href, "destination": "nav", "category": LINK_CATEGORY}
+        for name, href in zip(names, hrefs, strict=True)
     ]
+
+
+def _shown(key: str) -> str:
+    """A key quoted when spaces at its ends (or control characters) would be invisible."""
+    if key != key.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        return json.dumps(key, ensure_ascii=False)
+    return key
+
+
+def places(settings: Any) -> dict[str, str]:
+    """Each place's name and prefix (``landing`` for ``landing_prefix``), the ledger left out."""
+    names = [name for name in vars(settings) if name.endswith("_prefix") and name != "state_prefix"]
+    return {name.removesuffix("_prefix"): getattr(settings, name) for name in names}
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em}td,th{padding:2px 10px;text-align:left}"
+        "code{white-space:pre}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def places_page(s3: Any, settings: Any, place: str | None = None) -> str:
+    """HTML listing each place's objects (or one ``place``'s), newest first, through ``s3``."""
+    wanted = {k: v for k, v in places(settings).items() if place in (None, k)}
+    nav = " | ".join(
+        f"<a href='?{_query({'place': name})}'>{html.escape(name)}</a>" for name in places(settings)
+    )
+    sections = [f"<p><a href='./'>all places</a> | {nav} | <a href='topic'>failure alerts topic</a></p>"]
+    for name, prefix in wanted.items():
+        response = s3.list_objects_v2(Bucket=settings.bucket, Prefix=prefix, MaxKeys=1000)
+        items = sorted(response.get("Contents", []), key=lambda item: item["LastModified"], reverse=True)
+        more = response.get("IsTruncated") or len(items) > PAGE_LISTING_LIMIT
+        rows = "".join(
+            f"<tr><td><code>{html.escape(_shown(item['Key']))}</code></td><td>{item['Size']}</td>"
+            f"<td>{item['LastModified']:%Y-%m-%d %H:%M:%S}</td></tr>"
+            for item in items[:PAGE_LISTING_LIMIT]
+        )
+        sections.append(
+            f"<h2>{html.escape(name)} <small><code>s3://{html.escape(settings.bucket)}/"
+            f"{html.escape(prefix)}</code></small></h2>"
+            + (
+                f"<table><tr><th>key</th><th>bytes</th><th>last modified (UTC)</th></tr>{rows}</table>"
+                if rows
+                else "<p>(empty)</p>"
+            )
+            + (f"<p>Showing the newest {PAGE_LISTING_LIMIT}.</p>" if more else "")
+        )
+    return _page(f"Clean zone: s3://{settings.bucket}", "".join(sections))
+
+
+def topic_page(sns: Any, settings: Any) -> str:
+    """HTML naming the failure topic and who receives its alerts."""
+    arn = settings.failure_topic_arn
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=arn).get("Subscriptions", [])
+    rows = "".join(
+        f"<tr><td>{html.escape(sub['Protocol'])}</td><td><code>{html.escape(sub['Endpoint'])}</code></td></tr>"
+        for sub in subscriptions
+    )
+    body = (
+        f"<p><a href='./'>places</a></p><p>Topic <code>{html.escape(arn)}</code></p>"
+        + (
+            f"<table><tr><th>protocol</th><th>subscriber</th></tr>{rows}</table>"
+            if rows
+            else "<p>No subscribers: alerts reach no one.</p>"
+        )
+        + "<p>Locally, alerts arrive in the SQS queue "
+        f"<code>{html.escape(settings.alerts_queue_name)}</code> (<code>scripts/dev inbox</code> "
+        "prints them).</p>"
+    )
+    return _page("Clean zone: failure alerts", body)
+
+
+def local_page_app(settings: Any) -> Any:
+    """The FastAPI app behind the local links (built on load; requests reach the endpoint only when asked)."""
+    import boto3
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
+
+    app = FastAPI(title="Clean zone", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    def show_places(place: str | None = None) -> str:
+        return places_page(boto3.client("s3", region_name=settings.region), settings, place)
+
+    @app.get("/topic", response_class=HTMLResponse)
+    def show_topic() -> str:
+        return topic_page(boto3.client("sns", region_name=settings.region), settings)
+
+    return app
 
 
 _CONFIG_FROM_FILE = "clean_zone_plugin_project_config"
@@ -173,17 +275,17 @@ def _import_project_config() -> Any:
     return config
 
 
-def _links_from_project_settings() -> list[dict[str, str]]:
+def _project_settings() -> Any | None:
     try:
         config = _import_project_config()
     except ImportError as error:
         log.warning("clean_zone plugin: no UI links, the clean_zone package is not importable: %s", error)
-        return []
+        return None
     try:
-        return navigation_links(config.load_for_parsing())
+        return config.load_for_parsing()
     except ValueError as error:  # config.ConfigError names the setting at fault
         log.warning("clean_zone plugin: no UI links, a setting is invalid: %s", error)
-        return []
+        return None
 
 
 class CleanZonePlugin(AirflowPlugin):
@@ -192,8 +294,16 @@ class CleanZonePlugin(AirflowPlugin):
     name = "clean_zone"
     macros = [s3_console_url, s3_uri, sns_topic_console_url]  # noqa: RUF012  (AirflowPlugin's own API)
     external_views: list[Any] = []  # noqa: RUF012  (filled in on_load)
+    fastapi_apps: list[Any] = []  # noqa: RUF012  (filled in on_load, locally only)
 
     @classmethod
     def on_load(cls, *args: Any, **kwargs: Any) -> None:
         # Built here, not at import, so a setting problem is logged when Airflow loads plugins.
-        cls.external_views = _links_from_project_settings()
+        settings = _project_settings()
+        cls.external_views = navigation_links(settings) if settings is not None else []
+        local = _endpoint(None, "s3") is not None
+        cls.fastapi_apps = (
+            [{"app": local_page_app(settings), "url_prefix": PAGE_PREFIX, "name": "Clean zone places"}]
+            if settings is not None and local
+            else []
+        )

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from clean_zone.failures import FailureClass
+from clean_zone.keys import display_key
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,33 @@ _GUIDANCE = {
 }
 
 
+# Reasons whose own words say more than their failure class (the ``reason`` of a PipelineError).
+_REASON_TITLE = {
+    "gone": "file withdrawn",
+    "superseded": "file replaced by a newer upload",
+}
+_REASON_GUIDANCE = {
+    "gone": (
+        "The file was deleted after the pipeline claimed it (the partner withdrew it, or the endpoint "
+        "lost it), so nothing was written for it and no reason file was left behind. Nothing to do "
+        "unless it should have been processed: then ask the partner to upload it again."
+    ),
+    "superseded": (
+        "A newer upload replaced the file before it could be read; the newer upload is processed by its "
+        "own run. Nothing to do unless the earlier content mattered: then ask for it again."
+    ),
+}
+
+
+def _s3_url(url: str | None) -> str:
+    """An s3:// URL with its key quoted when spaces at its ends would be invisible."""
+    if not url:
+        return "unknown"
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    shown = display_key(key)
+    return url if shown == key else f"s3://{bucket}/{shown}"
+
+
 @dataclass(frozen=True)
 class Alert:
     dag_id: str
@@ -70,6 +98,7 @@ class Alert:
     log_url: str
     s3_object: str | None = None  # where the file came from
     s3_location: str | None = None  # where it is now, if it moved
+    reason: str | None = None  # the error's short reason code (``gone``, ``invalid_extension``...)
 
     @property
     def severity(self) -> str:
@@ -80,8 +109,14 @@ class Alert:
             else "critical"
         )
 
+    @property
+    def retried(self) -> bool:
+        """Whether this task could be tried again (a data problem, or a task with one try, is not)."""
+        return self.failure_class.retryable and self.max_tries > 1
+
     def subject(self) -> str:
-        text = f"[{self.severity.upper()}] {self.failure_class} failure: {self.dag_id}.{self.task_id}"
+        title = _REASON_TITLE.get(self.reason or "", f"{self.failure_class} failure")
+        text = f"[{self.severity.upper()}] {title}: {self.dag_id}.{self.task_id}"
         # SNS subjects must be printable ASCII on one line.
         text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
         return text if len(text) <= SUBJECT_LIMIT else text[: SUBJECT_LIMIT - 3] + "..."
@@ -91,18 +126,18 @@ class Alert:
             f"Airflow task failed: {self.dag_id}.{self.task_id}",
             "",
             f"Run:           {self.run_id}",
-            f"Try:           {self.try_number} of {self.max_tries}",
+            f"Try:           {f'{self.try_number} of {self.max_tries}' if self.retried else 'not retried'}",
             f"Failure class: {self.failure_class} "
-            f"({'retried with backoff' if self.failure_class.retryable else 'not retried'})",
-            f"S3 object:     {self.s3_object or 'unknown'}",
+            f"({'retried with backoff' if self.retried else 'not retried'})",
+            f"S3 object:     {_s3_url(self.s3_object)}",
         ]
         if self.s3_location and self.s3_location != self.s3_object:
-            lines.append(f"Now at:        {self.s3_location}")
+            lines.append(f"Now at:        {_s3_url(self.s3_location)}")
         lines += [
             f"Error:         {self.error_type}: {_clip(self.error, ERROR_TEXT_LIMIT)}",
             f"Log:           {self.log_url}",
             "",
-            f"What to do: {_GUIDANCE[self.failure_class]}",
+            f"What to do: {_REASON_GUIDANCE.get(self.reason or '', _GUIDANCE[self.failure_class])}",
             "",
             "Details (JSON):",
             json.dumps(self.to_dict(), sort_keys=True),

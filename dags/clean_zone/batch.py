@@ -164,7 +164,9 @@ class BatchProcessor:
             "run_id": taken.run_id,
             "at": now_iso(self.clock()),
             "what_to_do": "Fix the manifest (docs/manifests.md) and upload it again under the manifests "
-            "prefix. The data files were left where they are.",
+            f"prefix. Its data files were left where they are, under {self.settings.batches_prefix}"
+            "<batch id>/, and nothing processes them until a valid manifest names them: keep them there "
+            "for the corrected manifest, or delete them if the delivery is withdrawn.",
         }
         self.store.put_json(prefix + "report.json", report)
         self._move_if_there(taken.held_key, target)
@@ -375,6 +377,7 @@ class BatchProcessor:
                 },
                 before_upload=vet,
                 processed_at=now_iso(self.clock()),
+                max_inflated_bytes=self.settings.max_inflated_bytes,
             )
         except DataQualityError as error:
             result.reason, result.detail = error.reason, str(error)

@@ -52,13 +52,17 @@ class Arrival:
     etag: str | None
     landed: str | None  # ISO 8601 upload (or event) time
     marker: str | None = None  # what tells this upload from another of the same key (default: landed)
+    version_id: str | None = None  # the event's version: that upload is processed, not a later one
 
     @property
     def upload_marker(self) -> str | None:
         return self.marker or self.landed
 
     def to_conf(self) -> dict[str, Any]:
-        return {"key": self.key, "etag": self.etag}
+        conf: dict[str, Any] = {"key": self.key, "etag": self.etag}
+        if self.version_id:
+            conf["version_id"] = self.version_id
+        return conf
 
 
 def _seconds(stamp: str | None) -> float:
@@ -245,6 +249,7 @@ def _process_claimed(
             gzipped=checked.kind is FileKind.CSV_GZIP,
             fields={"source": f"s3://{claim.bucket}/{claim.key}", "run_id": claim.run_id},
             before_upload=run_generator,
+            max_inflated_bytes=lifecycle.settings.max_inflated_bytes,
         )
     except DataQualityError as error:
         return _failed(claim.key, Place.QUARANTINE, lifecycle.fail_into(claim, Place.QUARANTINE, error))

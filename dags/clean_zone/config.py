@@ -160,6 +160,10 @@ class Settings:
     burst_max_parallel_chunks: int = _setting(
         4, "Bursts: how many chunk tasks of one burst run work at once.", parse_time=True
     )
+    max_inflated_bytes: int = _setting(
+        64 * 1024**3,
+        "Largest a .csv.gz may inflate to; past it the file is quarantined as gzip_bomb.",
+    )
     batch_late_file_window_seconds: float = _setting(
         300.0, "Batch pipeline: how long to wait for listed files that have not arrived yet."
     )

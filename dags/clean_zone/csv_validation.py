@@ -8,6 +8,8 @@ a reason code):
 * ``binary``: a NUL byte anywhere (a binary file named ``.csv``);
 * ``not_utf8``: bytes that are not UTF-8 (a leading UTF-8 BOM is tolerated);
 * ``not_gzip``: a ``.csv.gz`` that does not decompress;
+* ``gzip_bomb``: a ``.csv.gz`` that inflates past ``max_inflated_bytes``
+  (the ``clean_zone_max_inflated_bytes`` setting), stopped as it passes it;
 * ``no_header`` / ``no_data_rows``: a blank first line, or a header only;
 * ``ragged_rows``: a row whose column count differs from the header's;
 * ``malformed_csv``: what Python's csv module refuses (e.g. a field over
@@ -62,9 +64,13 @@ class CsvStats:
 class _Source:
     """Counts and hashes the stored bytes, then yields them decompressed if asked."""
 
-    def __init__(self, chunks: Iterable[bytes], gzipped: bool, stats: CsvStats) -> None:
+    def __init__(
+        self, chunks: Iterable[bytes], gzipped: bool, stats: CsvStats, max_inflated_bytes: int | None = None
+    ) -> None:
         self._chunks = chunks
         self._gzipped = gzipped
+        self._limit = max_inflated_bytes
+        self._inflated = 0
         self._stats = stats
         self._hash = hashlib.sha256()
 
@@ -86,6 +92,7 @@ class _Source:
                     # Bounded output: 1 MiB of compressed input may inflate to 1 GB.
                     out = inflater.decompress(data, INFLATE_BLOCK)
                     if out:
+                        self._check_inflated(len(out))
                         yield out
                     data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
             except zlib.error as error:
@@ -94,12 +101,23 @@ class _Source:
             try:
                 # Output zlib may still hold once every input byte has been given to it.
                 while not inflater.eof and (out := inflater.decompress(b"", INFLATE_BLOCK)):
+                    self._check_inflated(len(out))
                     yield out
             except zlib.error as error:
                 raise DataQualityError(f"not a valid gzip stream: {error}", reason="not_gzip") from error
             if not inflater.eof and self._stats.bytes:
                 raise DataQualityError("gzip stream is truncated", reason="not_gzip")
         self._stats.sha256 = self._hash.hexdigest()
+
+    def _check_inflated(self, more: int) -> None:
+        self._inflated += more
+        if self._limit is not None and self._inflated > self._limit:
+            raise DataQualityError(
+                f"the .csv.gz inflates past {self._limit} bytes (clean_zone_max_inflated_bytes): "
+                f"stopped after {self._inflated} bytes of {self._stats.bytes} stored; a gzip bomb, "
+                "or a file too large to process",
+                reason="gzip_bomb",
+            )
 
 
 def _split_lines(text: str) -> list[str]:
@@ -149,11 +167,16 @@ def _lines(source: Iterable[bytes], stats: CsvStats) -> Iterator[str]:
 
 
 def iter_rows(
-    chunks: Iterable[bytes], *, gzipped: bool = False, stats: CsvStats | None = None
+    chunks: Iterable[bytes],
+    *,
+    gzipped: bool = False,
+    stats: CsvStats | None = None,
+    max_inflated_bytes: int | None = None,
 ) -> Iterator[list[str]]:
     """Yield the header, then every data row; raise DataQualityError at the first problem."""
     stats = stats if stats is not None else CsvStats()
-    reader = csv.reader(_lines(_Source(chunks, gzipped, stats), stats), strict=True)
+    source = _Source(chunks, gzipped, stats, max_inflated_bytes)
+    reader = csv.reader(_lines(source, stats), strict=True)
     try:
         header = next(reader, None)
         if header is None:
@@ -182,10 +205,12 @@ def iter_rows(
         raise DataQualityError("the file has a header but no data rows", reason="no_data_rows")
 
 
-def validate(chunks: Iterable[bytes], *, gzipped: bool = False) -> CsvStats:
+def validate(
+    chunks: Iterable[bytes], *, gzipped: bool = False, max_inflated_bytes: int | None = None
+) -> CsvStats:
     """Validate a whole stream; return what was measured."""
     stats = CsvStats()
-    for _ in iter_rows(chunks, gzipped=gzipped, stats=stats):
+    for _ in iter_rows(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes):
         pass
     return stats
 

@@ -9,6 +9,10 @@ Handles both shapes the reference material used:
   whose keys are not encoded.
 
 Messages may come wrapped in an SNS envelope (``{"Type": "Notification", "Message": "..."}``).
+
+The event's version id (``versionId``; EventBridge's ``version-id``) is kept:
+the run processes that upload, even if the key was deleted or overwritten
+before the run started.
 """
 
 from __future__ import annotations
@@ -21,15 +25,21 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from clean_zone.keys import is_folder_marker
+from clean_zone.keys import display_key, is_folder_marker
 
 
 @dataclass(frozen=True)
 class ObjectCreated:
     bucket: str
     key: str
-    etag: str | None
+    etag: str | None  # without quotes
     event_time: str | None
+    version_id: str | None = None  # the upload's version, in a versioned bucket
+
+
+def _etag(value: Any) -> str | None:
+    """An event's ETag as S3's HEAD gives it (no quotes), or None."""
+    return (str(value).strip('"') or None) if value else None
 
 
 def _records(document: dict[str, Any]) -> Iterable[ObjectCreated]:
@@ -43,8 +53,9 @@ def _records(document: dict[str, Any]) -> Iterable[ObjectCreated]:
         yield ObjectCreated(
             bucket=s3.get("bucket", {}).get("name", ""),
             key=unquote_plus(s3.get("object", {}).get("key", "")),
-            etag=s3.get("object", {}).get("eTag"),
+            etag=_etag(s3.get("object", {}).get("eTag")),
             event_time=record.get("eventTime"),
+            version_id=s3.get("object", {}).get("versionId") or None,
         )
     detail = document.get("detail")
     if document.get("detail-type") == "Object Created" and isinstance(detail, dict):
@@ -52,8 +63,9 @@ def _records(document: dict[str, Any]) -> Iterable[ObjectCreated]:
             bucket=detail.get("bucket", {}).get("name", ""),
             key=detail.get("object", {}).get("key", ""),
             # AWS spells it "etag" in EventBridge events; some emulators "eTag".
-            etag=detail.get("object", {}).get("etag") or detail.get("object", {}).get("eTag"),
+            etag=_etag(detail.get("object", {}).get("etag") or detail.get("object", {}).get("eTag")),
             event_time=document.get("time"),
+            version_id=detail.get("object", {}).get("version-id") or None,
         )
 
 
@@ -79,11 +91,11 @@ def messages_from_asset_events(events: Iterable[Any]) -> list[dict[str, Any]]:
 
 def objects_created(messages: Iterable[dict[str, Any]], bucket: str, prefix: str) -> list[ObjectCreated]:
     """Unique created objects under ``prefix`` of ``bucket``, folder markers left out, in order."""
-    seen: set[tuple[str, str, str | None]] = set()
+    seen: set[tuple[str, str, str | None, str | None]] = set()
     found: list[ObjectCreated] = []
     for message in messages:
         for item in parse_message_body(str(message.get("Body", ""))):
-            marker = (item.bucket, item.key, item.etag)
+            marker = (item.bucket, item.key, item.etag, item.version_id)
             if item.bucket != bucket or not item.key.startswith(prefix) or is_folder_marker(item.key):
                 continue
             if marker not in seen:
@@ -100,3 +112,8 @@ def pipeline_run_id(bucket: str, key: str, upload_marker: str | None) -> str:
     digest = hashlib.sha256(f"{bucket}/{key}@{upload_marker}".encode()).hexdigest()[:16]
     stamp = re.sub(r"[^0-9T]", "", (upload_marker or "")[:19])
     return f"s3__{stamp}__{digest}"
+
+
+def pipeline_note(key: str) -> str:
+    """The note a file-pipeline run shows in the UI: the file it is for (a run id cannot say it)."""
+    return f"file: {display_key(key)}"

@@ -21,6 +21,7 @@ becomes ``processed/a/b.csv``); its outputs sit beside it with
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 import re
 from dataclasses import dataclass
@@ -48,6 +49,15 @@ class Place(StrEnum):
     @property
     def terminal(self) -> bool:
         return self is not Place.PROCESSING
+
+
+# --- showing keys to a person ------------------------------------------------------------------------
+def display_key(key: str) -> str:
+    """``key`` as a person should read it: quoted when spaces at its ends or control characters
+    would otherwise be invisible (``"report.csv "``), as it is otherwise."""
+    if key != key.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        return json.dumps(key, ensure_ascii=False)
+    return key
 
 
 # --- folder markers ----------------------------------------------------------------------------------

@@ -28,9 +28,11 @@ from clean_zone.storage import ObjectStore
 SPOOL_MAX_MEMORY = 8 * 1024 * 1024
 
 
-def validate(chunks: Iterable[bytes], *, gzipped: bool) -> CsvStats:
+def validate(
+    chunks: Iterable[bytes], *, gzipped: bool, max_inflated_bytes: int = engine.MAX_INFLATED_BYTES
+) -> CsvStats:
     """Check a CSV with the chosen engine; raises :class:`~clean_zone.failures.DataQualityError`."""
-    return engine.validate(chunks, gzipped=gzipped)
+    return engine.validate(chunks, gzipped=gzipped, max_inflated_bytes=max_inflated_bytes)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ def write_outputs(
     fields: dict[str, Any],
     before_upload: Callable[[CsvStats], dict[str, Any]] | None = None,
     processed_at: str | None = None,
+    max_inflated_bytes: int = engine.MAX_INFLATED_BYTES,
 ) -> ProcessedOutput:
     """Normalise ``chunks`` and write ``<base>.normalized.csv`` and ``<base>.summary.json``.
 
@@ -60,7 +63,7 @@ def write_outputs(
     """
     output_key, summary_key = output_keys(base)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY) as sink:
-        stats = engine.normalize(chunks, sink, gzipped=gzipped)
+        stats = engine.normalize(chunks, sink, gzipped=gzipped, max_inflated_bytes=max_inflated_bytes)
         extra = before_upload(stats) if before_upload is not None else {}
         sink.seek(0)
         store.upload_stream(output_key, sink)

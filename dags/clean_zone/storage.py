@@ -26,6 +26,8 @@ _LARGE_COPY = TransferConfig(multipart_threshold=MAX_SINGLE_COPY_BYTES, multipar
 
 # S3 error codes that mean "the object is not there" rather than "S3 is unwell".
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+# A version that is a delete marker answers 405; a malformed or unknown version id 400.
+_BAD_VERSION_CODES = {"405", "MethodNotAllowed", "400", "InvalidArgument", "NoSuchVersion"}
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
@@ -84,24 +86,35 @@ class ObjectStore:
         return f"s3://{self.bucket}/{key}"
 
     # --- reading -------------------------------------------------------------
-    def head(self, key: str, *, with_checksum: bool = False) -> ObjectInfo | None:
-        """Metadata of ``key``, or None if absent. ``with_checksum`` asks S3 for stored checksums."""
+    def head(
+        self, key: str, *, with_checksum: bool = False, version_id: str | None = None
+    ) -> ObjectInfo | None:
+        """Metadata of ``key`` (or of its version ``version_id``), or None if absent.
+
+        ``with_checksum`` asks S3 for stored checksums.
+        """
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
         if with_checksum:
             kwargs["ChecksumMode"] = "ENABLED"
         try:
             return ObjectInfo.from_head(key, self.client.head_object(**kwargs))
         except ClientError as error:
-            if _code(error) in _MISSING_CODES:
+            # A version id that was never there answers 400 InvalidArgument: absent all the same.
+            if _code(error) in _MISSING_CODES or (version_id and _code(error) in _BAD_VERSION_CODES):
                 return None
             _fail("head", self.bucket, key, error)
         except BotoCoreError as error:
             _fail("head", self.bucket, key, error)
 
-    def open(self, key: str) -> BinaryIO:
-        """A streaming, file-like body of ``key`` (read it in chunks)."""
+    def open(self, key: str, version_id: str | None = None) -> BinaryIO:
+        """A streaming, file-like body of ``key`` or of its version ``version_id`` (read it in chunks)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return self.client.get_object(**kwargs)["Body"]
         except ClientError as error:
             if _code(error) in _MISSING_CODES:
                 raise ObjectMissing(self.url(key)) from error
@@ -109,8 +122,10 @@ class ObjectStore:
         except BotoCoreError as error:
             _fail("get", self.bucket, key, error)
 
-    def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        body = self.open(key)
+    def iter_chunks(
+        self, key: str, chunk_size: int = CHUNK_SIZE, *, version_id: str | None = None
+    ) -> Iterator[bytes]:
+        body = self.open(key, version_id)
         try:
             while chunk := body.read(chunk_size):
                 yield chunk
@@ -185,17 +200,20 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as error:
             _fail("upload", self.bucket, key, error)
 
-    def copy(self, source_key: str, target_key: str) -> ObjectInfo:
+    def copy(self, source_key: str, target_key: str, *, version_id: str | None = None) -> ObjectInfo:
         """Copy within the bucket and confirm the copy landed whole.
 
         One CopyObject up to S3's 5 GB limit for it: the server copies the bytes in one request.
         boto3's managed copy would split anything over 8 MB into part copies (a 1 GiB claim took
         80 s that way); parts are used only above 5 GB, where S3 requires them, in 512 MiB pieces.
+        ``version_id`` copies that version of the source rather than its current one.
         """
-        source = self.head(source_key)
+        source = self.head(source_key, version_id=version_id)
         if source is None:
             raise ObjectMissing(self.url(source_key))
         origin = {"Bucket": self.bucket, "Key": source_key}
+        if version_id:
+            origin["VersionId"] = version_id
         try:
             if source.size <= MAX_SINGLE_COPY_BYTES:
                 # CRC32 asks for a whole-object checksum of the copy: a multipart upload's composite

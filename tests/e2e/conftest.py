@@ -3,6 +3,7 @@ real retries (short delays from tests/conftest.py), against the moto server."""
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,14 @@ def run_dag(provisioned: Any, airflow_db: None) -> Any:
 
     def _run(dag_id: str, conf: dict[str, Any] | None = None) -> RunResult:
         dag = _load_dag(dag_id)
-        dag_run = dag.test(run_conf=conf or {})
+        # dag.test() runs tasks in this process and leaves each run's conf in the (cached) tasks' params;
+        # a real task runs in a fresh process. Restored, so one test's conf never leaks into the next.
+        saved = {task.task_id: copy.deepcopy(task.params) for task in dag.tasks}
+        try:
+            dag_run = dag.test(run_conf=conf or {})
+        finally:
+            for task in dag.tasks:
+                task.params = saved[task.task_id]
         tasks: dict[str, str] = {}
         tries: dict[str, int] = {}
         xcom: dict[str, Any] = {}

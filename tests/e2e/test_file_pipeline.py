@@ -87,7 +87,7 @@ def test_pdf_is_rejected_with_one_alert_and_a_failed_run(run_dag, s3, provisione
     assert f"s3://{provisioned.bucket}/{key}" in alert["message"]
     assert f"s3://{provisioned.bucket}/rejected/report.pdf" in alert["message"]
     assert "/dags/clean_zone_file_pipeline/runs/" in alert["message"]
-    assert "Try:           1 of" in alert["message"]
+    assert "Try:           not retried" in alert["message"]  # invalid input is never retried
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from clean_zone.config import Settings
-from clean_zone.failures import DataQualityError
+from clean_zone.failures import DataQualityError, InvalidFileError
 from clean_zone.keys import Place, ledger_key, place_key, reason_key
 from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle
-from clean_zone.storage import ObjectInfo, ObjectMissing, ObjectStore
+from clean_zone.storage import ObjectInfo, ObjectStore
 
 RUN_A = "manual__2026-01-01T04:12:00+00:00"
 RUN_B = "asset_triggered__2026-01-01T04:12:01+00:00"
@@ -84,7 +84,7 @@ def test_another_run_finds_the_file_taken(lifecycle: Lifecycle) -> None:
 class _KilledMidMove(ObjectStore):
     """A worker that dies after recording its claim, before moving the file."""
 
-    def move(self, source_key: str, target_key: str) -> ObjectInfo:
+    def copy(self, source_key: str, target_key: str, *, version_id: str | None = None) -> ObjectInfo:
         raise SystemExit("worker killed")
 
 
@@ -117,12 +117,26 @@ def test_finish_moves_to_the_terminal_place_and_is_idempotent(lifecycle: Lifecyc
     assert lifecycle.locate(claim.relative_key) == (Place.PROCESSED, "processed/orders.csv")
 
 
-def test_finish_without_the_file_anywhere_refuses(lifecycle: Lifecycle) -> None:
+def test_finish_after_a_plain_delete_moves_the_claimed_version(lifecycle: Lifecycle) -> None:
     put(lifecycle, "landing/orders.csv")
     claim = claimed(lifecycle, "landing/orders.csv")
-    lifecycle.store.delete("processing/orders.csv")
-    with pytest.raises(ObjectMissing):
-        lifecycle.finish(claim, Place.PROCESSED)
+    lifecycle.store.delete("processing/orders.csv")  # the bucket is versioned: the version stays
+    assert lifecycle.finish(claim, Place.PROCESSED) == "s3://clean-zone/processed/orders.csv"
+    assert body(lifecycle, "processed/orders.csv") == CONTENT
+
+
+def test_finish_without_the_file_anywhere_records_it_gone_and_writes_no_reason(lifecycle: Lifecycle) -> None:
+    put(lifecycle, "landing/orders.txt")
+    claim = claimed(lifecycle, "landing/orders.txt")
+    lifecycle.store.client.delete_object(
+        Bucket=lifecycle.store.bucket, Key="processing/orders.txt", VersionId=claim.version_id
+    )
+    with pytest.raises(InvalidFileError) as caught:
+        lifecycle.finish(claim, Place.REJECTED, {"reason": "invalid_extension"})
+    assert caught.value.reason == "gone"
+    assert keys(lifecycle, "rejected/") == set()  # no reason file without its file
+    record = lifecycle.store.get_json(ledger_key(lifecycle.settings, claim.key, claim.etag))
+    assert (record["state"], record["run_id"]) == ("gone", RUN_A)
 
 
 def test_fail_into_quarantine_writes_the_reason_beside_the_file(lifecycle: Lifecycle) -> None:

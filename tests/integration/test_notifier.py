@@ -41,7 +41,7 @@ def test_the_alert_names_the_claimed_object_and_where_it_went(provisioned: Any, 
     assert alert["attributes"]["task_id"] == "validate_csv"
     assert "s3://clean-zone/landing/a.csv" in alert["message"]
     assert "s3://clean-zone/quarantine/a.csv" in alert["message"]  # the error's location wins
-    assert "Try:           1 of 1" in alert["message"]
+    assert "Try:           not retried" in alert["message"]  # a data problem is never retried
 
 
 def test_before_anything_was_claimed_the_alert_names_the_runs_conf(

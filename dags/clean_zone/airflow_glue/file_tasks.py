@@ -17,7 +17,7 @@ from clean_zone.airflow_glue.aws import object_store
 from clean_zone.extensions import FileKind, check_file
 from clean_zone.failures import DataQualityError, DependencyError, InvalidFileError
 from clean_zone.keys import Place, place_key
-from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle
+from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle, Withdrawn, withdrawn_error
 
 CLAIM_TASK = "claim_file"
 CHECK_TASK = "check_file_extension"
@@ -41,8 +41,7 @@ def _lifecycle(bucket: str | None = None) -> Lifecycle:
 
 def _source(lifecycle: Lifecycle, claim: Claim) -> tuple[Any, bool]:
     """The claimed file's bytes wherever it is now, and whether they are gzip-compressed."""
-    chunks = lifecycle.store.iter_chunks(lifecycle.current_key(claim))
-    return chunks, check_file(claim.bucket, claim.key, claim.size).kind is FileKind.CSV_GZIP
+    return lifecycle.chunks(claim), check_file(claim.bucket, claim.key, claim.size).kind is FileKind.CSV_GZIP
 
 
 def claim_file(**context: Any) -> dict[str, Any]:
@@ -54,7 +53,8 @@ def claim_file(**context: Any) -> dict[str, Any]:
             'trigger this DAG with conf {"key": "<object key>", "bucket": "<optional>"}', reason="missing_key"
         )
     lifecycle = _lifecycle(params.get("bucket"))
-    outcome, claim = lifecycle.claim(key, context["run_id"], etag=params.get("etag"))
+    version_id = params.get("version_id")
+    outcome, claim = lifecycle.claim(key, context["run_id"], etag=params.get("etag"), version_id=version_id)
     if outcome is ClaimOutcome.KEY_TOO_LONG and claim is not None:
         raise InvalidFileError(
             f"the key is too long to process ({len(key.encode())} bytes); the file was kept under a "
@@ -62,6 +62,9 @@ def claim_file(**context: Any) -> dict[str, Any]:
             reason="key_too_long",
             location=claim.location,
         )
+    if outcome is ClaimOutcome.GONE and version_id:
+        # The event named an upload that no longer exists in any version: withdrawn, not late.
+        raise withdrawn_error(Withdrawn.GONE, lifecycle.store.url(key))
     if outcome is ClaimOutcome.GONE:
         raise DependencyError(f"s3://{lifecycle.store.bucket}/{key} does not exist (yet)", reason="not_found")
     if claim is None:
@@ -85,7 +88,9 @@ def validate_csv(claim: dict[str, Any]) -> dict[str, Any]:
     lifecycle = _lifecycle(owned.bucket)
     chunks, gzipped = _source(lifecycle, owned)
     try:
-        stats = processing.validate(chunks, gzipped=gzipped)
+        stats = processing.validate(
+            chunks, gzipped=gzipped, max_inflated_bytes=lifecycle.settings.max_inflated_bytes
+        )
     except DataQualityError as error:
         raise lifecycle.fail_into(owned, Place.QUARANTINE, error) from error
     return stats.to_dict()
@@ -113,6 +118,7 @@ def write_processed_output(claim: dict[str, Any], generated: float) -> dict[str,
             "run_id": owned.run_id,
             "failure_generator_result": generated,
         },
+        max_inflated_bytes=lifecycle.settings.max_inflated_bytes,
     )
     return {**written.summary, "location": lifecycle.finish(owned, Place.PROCESSED)}
 

@@ -73,6 +73,7 @@ class FailureAlertNotifier(BaseNotifier):
             ),
             s3_object=origin,
             s3_location=location,
+            reason=getattr(error, "reason", None),
         )
 
     def notify(self, context: Any) -> None:

@@ -16,8 +16,9 @@ from typing import Any
 from clean_zone import burst, config, events
 from clean_zone.airflow_glue.aws import object_store
 from clean_zone.burst import Arrival
-from clean_zone.events import pipeline_run_id
+from clean_zone.events import pipeline_note, pipeline_run_id
 from clean_zone.keys import is_folder_marker
+from clean_zone.lifecycle import Lifecycle
 
 PIPELINE_DAG = "clean_zone_file_pipeline"
 BURST_DAG = "clean_zone_file_burst"
@@ -36,6 +37,7 @@ def dispatch(arrivals: list[Arrival], settings: config.Settings) -> list[dict[st
                     "trigger_dag_id": PIPELINE_DAG,
                     "trigger_run_id": pipeline_run_id(one.bucket, one.key, one.upload_marker),
                     "conf": {"bucket": one.bucket, **one.to_conf()},
+                    "note": pipeline_note(one.key),
                 }
             )
         else:
@@ -44,6 +46,7 @@ def dispatch(arrivals: list[Arrival], settings: config.Settings) -> list[dict[st
                     "trigger_dag_id": BURST_DAG,
                     "trigger_run_id": burst.burst_run_id(files),
                     "conf": {"bucket": files[0].bucket, "files": [a.to_conf() for a in files]},
+                    "note": f"burst: {len(files)} files, first {pipeline_note(files[0].key).removeprefix('file: ')}",
                 }
             )
     return triggers
@@ -77,10 +80,14 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
         event for asset_events in context["triggering_asset_events"].values() for event in asset_events
     ) or list((context["dag_run"].conf or {}).get("messages", []))
     created = events.objects_created(messages, settings.bucket, settings.landing_prefix)
+    # An upload the watcher's run already claimed gets no second run (one that would only skip, green).
+    lifecycle = Lifecycle(object_store(settings), settings)
     arrivals = []
     for item in created:
+        if lifecycle.already_claimed(item.key, item.etag, item.version_id):
+            continue
         etag = (item.etag or "").strip('"') or None
         # The event time and the ETag make the upload marker: a re-delivered event maps to the same run.
         marker = f"{item.event_time}/{item.etag}"
-        arrivals.append(Arrival(item.bucket, item.key, etag, item.event_time, marker))
+        arrivals.append(Arrival(item.bucket, item.key, etag, item.event_time, marker, item.version_id))
     return dispatch(arrivals, settings)

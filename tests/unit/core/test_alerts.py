@@ -158,3 +158,43 @@ def test_parse_sns_envelope() -> None:
 def test_to_dict_is_json() -> None:
     alert = replace(make_alert(), s3_location=None)
     assert json.loads(json.dumps(alert.to_dict()))["s3_location"] is None
+
+
+# --- never retried, withdrawn files, invisible key ends ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure_class", "max_tries"),
+    [
+        (FailureClass.DATA_QUALITY, 5),
+        (FailureClass.INVALID_INPUT, 5),
+        (FailureClass.CODE, 5),
+        (FailureClass.ENDPOINT, 1),
+    ],
+)
+def test_a_task_that_is_never_retried_says_so_instead_of_a_try_count(
+    failure_class: FailureClass, max_tries: int
+) -> None:
+    message = make_alert(failure_class=failure_class, try_number=1, max_tries=max_tries).message()
+    assert "Try:           not retried" in message
+    assert "1 of" not in message
+
+
+def test_a_withdrawn_file_is_a_warning_in_words() -> None:
+    alert = make_alert(
+        failure_class=FailureClass.INVALID_INPUT, reason="gone", task_id="reject_file", s3_location=None
+    )
+    assert alert.subject() == "[WARNING] file withdrawn: clean_zone_file_pipeline.reject_file"
+    assert alert.severity == "warning"
+    assert "no reason file was left behind" in alert.message()
+    superseded = make_alert(failure_class=FailureClass.INVALID_INPUT, reason="superseded")
+    assert superseded.subject().startswith("[WARNING] file replaced by a newer upload: ")
+    assert "processed by its own run" in superseded.message()
+
+
+def test_keys_with_spaces_at_their_ends_are_quoted() -> None:
+    message = make_alert(
+        s3_object="s3://clean-zone/landing/ report.csv ", s3_location="s3://clean-zone/processing/x.csv"
+    ).message()
+    assert 'S3 object:     s3://clean-zone/"landing/ report.csv "' in message
+    assert "Now at:        s3://clean-zone/processing/x.csv" in message  # ordinary keys as they are
