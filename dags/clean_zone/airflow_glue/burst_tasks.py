@@ -10,7 +10,6 @@ still waits in ``processing/``.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -25,8 +24,6 @@ from clean_zone.lifecycle import Lifecycle
 PLAN_TASK = "plan_chunks"
 CHUNK_TASK = "process_chunk"
 REPORT_TASK = "report_burst"
-# Files of one chunk in flight at once inside its task.
-FILES_AT_ONCE = 8
 
 
 def plan_chunks(**context: Any) -> list[dict[str, Any]]:
@@ -50,15 +47,16 @@ def process_chunk(chunk: dict[str, Any], **context: Any) -> list[dict[str, Any]]
         return failure_generator.run_once(settings.failure_rate, settings.failure_seed, tag)
 
     retriers = standard_retriers(settings)
-
-    def one(entry: dict[str, Any]) -> dict[str, Any]:
-        arrival = burst.Arrival(chunk["bucket"], entry["key"], entry.get("etag"), None)
-        return burst.process_file(lifecycle, arrival, context["run_id"], generate, retriers).to_dict()
-
-    # Files of a chunk share its worker: a few at once, so one file's backoff sleeps do not hold
-    # up the others (the work itself is mostly waiting on S3; the boto3 client is thread-safe).
-    with ThreadPoolExecutor(max_workers=FILES_AT_ONCE) as pool:
-        return list(pool.map(one, chunk["files"]))
+    return [
+        burst.process_file(
+            lifecycle,
+            burst.Arrival(chunk["bucket"], f["key"], f.get("etag"), None),
+            context["run_id"],
+            generate,
+            retriers,
+        ).to_dict()
+        for f in chunk["files"]
+    ]
 
 
 class FilesStillWaiting(AirflowFailException):
