@@ -16,7 +16,7 @@ from typing import Any
 from clean_zone import burst, config, events
 from clean_zone.airflow_glue.aws import object_store
 from clean_zone.burst import Arrival
-from clean_zone.events import pipeline_note, pipeline_run_id
+from clean_zone.events import display_key, pipeline_note, pipeline_run_id
 from clean_zone.keys import is_folder_marker
 from clean_zone.lifecycle import Lifecycle
 
@@ -46,7 +46,7 @@ def dispatch(arrivals: list[Arrival], settings: config.Settings) -> list[dict[st
                     "trigger_dag_id": BURST_DAG,
                     "trigger_run_id": burst.burst_run_id(files),
                     "conf": {"bucket": files[0].bucket, "files": [a.to_conf() for a in files]},
-                    "note": f"burst: {len(files)} files, first {pipeline_note(files[0].key).removeprefix('file: ')}",
+                    "note": f"burst of {len(files)} files from {display_key(files[0].key)}",
                 }
             )
     return triggers
