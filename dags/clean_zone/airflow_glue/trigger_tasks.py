@@ -16,8 +16,8 @@ from typing import Any
 from clean_zone import burst, config, events
 from clean_zone.airflow_glue.aws import object_store
 from clean_zone.burst import Arrival
-from clean_zone.events import display_key, pipeline_note, pipeline_run_id
-from clean_zone.keys import is_folder_marker
+from clean_zone.events import pipeline_note, pipeline_run_id
+from clean_zone.keys import display_key, is_folder_marker
 from clean_zone.lifecycle import Lifecycle
 
 PIPELINE_DAG = "clean_zone_file_pipeline"
