@@ -1,5 +1,8 @@
 """Columnar CSV validation and normalisation on pyarrow's streaming reader.
 
+(Over 500 lines on purpose: the feed, the parse, the rules and the writer share one pass's state;
+split, each piece would need the others' internals.)
+
 A drop-in replacement for :mod:`clean_zone.csv_validation` (same ``validate``,
 ``normalize``, ``iter_rows``, ``CsvStats``, rules and reason codes) that parses
 at several times its speed: pyarrow's C++ reader cuts and converts whole

@@ -1,5 +1,8 @@
 """DAG integrity checks: one implementation for the tests, the parse benchmark and the deploy preflight.
 
+(Just over 500 lines: the MWAA-path child interpreter and the checks it runs are one protocol, kept
+together so the parent and the child cannot drift apart.)
+
 The DAG folder is loaded the way Airflow 3.3's DAG processor loads a bundle (``BundleDagBag``: the folder
 is put on ``sys.path``, ``.airflowignore`` is honoured, each file is imported under the configured
 ``dagbag_import_timeout``), then every DAG is serialised as the processor does before it stores it.

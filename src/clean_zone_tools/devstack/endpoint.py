@@ -24,6 +24,9 @@ receives and deletes are not replayed, so messages sent in those seconds are del
 (SQS is at-least-once anyway; the pipeline's claim ledger makes a repeat a no-op).
 
 Run: ``python -m clean_zone_tools.devstack.endpoint --port 4566 --state-dir .state/endpoint``.
+
+(Over 500 lines on purpose: the journal format, the snapshot pickler and the replay are one
+crash-consistency protocol; reading them side by side is how it is checked.)
 """
 
 from __future__ import annotations
