@@ -486,3 +486,19 @@ def test_ruff_is_clean() -> None:
         [str(ruff), "check", "--no-cache", "."], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
     assert completed.returncode == 0, completed.stdout[-6000:] + completed.stderr[-2000:]
+
+
+def test_a_dag_file_whose_dag_a_setting_turns_off_is_still_a_dag_file(tmp_path: Path) -> None:
+    from clean_zone_tools.checks.dag_integrity import declares_dag
+
+    switched_off = tmp_path / "route.py"
+    switched_off.write_text(
+        'import os\nfrom airflow.sdk import DAG\nif os.environ.get("ON"):\n    DAG("x")\n'
+    )
+    decorated = tmp_path / "decorated.py"
+    decorated.write_text("from airflow.sdk import dag\n@dag(schedule=None)\ndef x():\n    pass\n")
+    helper = tmp_path / "helper.py"
+    helper.write_text("# mentions airflow but builds no DAG\nVALUE = 1\n")
+    assert declares_dag(switched_off)
+    assert declares_dag(decorated)
+    assert not declares_dag(helper)
