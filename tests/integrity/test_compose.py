@@ -608,3 +608,13 @@ def test_compose_yaml_merges_resolve_per_service(stack: Stack) -> None:
     assert worker["environment"]["MWAA_AIRFLOW_COMPONENT"] == "worker"
     assert set(worker["depends_on"]) == {"postgres", "redis", "moto", "airflow-init", "airflow-apiserver"}
     assert stack.service("airflow-init")["depends_on"].keys() == {"postgres", "moto"}
+
+
+def test_the_worker_may_finish_its_tasks_on_stop() -> None:
+    # `docker compose stop` sends SIGTERM, then kills after stop_grace_period (10 s by default):
+    # Celery's warm shutdown needs longer than that to let running tasks finish.
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+    grace = compose["services"]["airflow-worker"].get("stop_grace_period", "10s")
+    assert grace.endswith("m") and int(grace[:-1]) >= 1, grace

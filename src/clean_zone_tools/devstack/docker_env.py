@@ -34,7 +34,8 @@ def fernet_key() -> str:
 # Hex for the database password: it is embedded in a connection URL, where it needs no escaping.
 GENERATORS: dict[str, Callable[[], str]] = {
     "AIRFLOW__CORE__FERNET_KEY": fernet_key,
-    "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_urlsafe(32),
+    # HS512 (Airflow's JWT algorithm) wants a key of at least 64 bytes; PyJWT warns below that.
+    "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_urlsafe(64),
     "AIRFLOW__API__SECRET_KEY": lambda: secrets.token_urlsafe(32),
     "AIRFLOW_LOGIN_PASSWORD": lambda: secrets.token_urlsafe(16),
     "POSTGRES_PASSWORD": lambda: secrets.token_hex(24),

@@ -56,3 +56,11 @@ def test_a_damaged_env_file_is_reported_not_overwritten(
 
     assert ".env:1: expected KEY=VALUE" in capsys.readouterr().err
     assert output.read_text() == "POSTGRES_PASSWORD\n"
+
+
+def test_the_jwt_secret_is_long_enough_for_hs512() -> None:
+    # PyJWT warns about HS512 keys shorter than 64 bytes; Airflow signs its API tokens with HS512.
+    from clean_zone_tools.devstack.docker_env import GENERATORS
+
+    secret = GENERATORS["AIRFLOW__API_AUTH__JWT_SECRET"]()
+    assert len(secret.encode()) >= 64
