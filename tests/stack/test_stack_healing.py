@@ -130,7 +130,7 @@ def test_reset_of_a_running_stack_wipes_data_and_runs_together(stack_with_fault_
     settings = stack.settings
     s3.put_object(Bucket=settings.bucket, Key=f"{settings.landing_prefix}before-reset.csv", Body=CSV)
     # The landing watcher runs on a schedule, so a running stack always has runs to wipe.
-    watcher = "clean_zone_landing_watcher"
+    watcher = "clean_zone_s3_events"  # the default trigger route; S3's test event starts its first run
     stack.wait(lambda: bool(_run_ids(stack, watcher)), 120, f"a run of {watcher}")
     before = _run_ids(stack, watcher)
 

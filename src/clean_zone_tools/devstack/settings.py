@@ -60,6 +60,11 @@ LOCAL_AIRFLOW_DEFAULTS = {
     # machine the api-server needs a minute or more, and a task started before it
     # answers fails after the default 5 tries (about 15 s). 12 tries ride it out.
     "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "12",
+    # A killed scheduler leaves its tasks "running" with nobody behind them; the restarted one finds
+    # them after these (Airflow's defaults: 300 s each), and until then a one-run-at-a-time DAG
+    # (the events watcher) waits. MWAA restarts whole hosts and keeps the defaults.
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
 }
 
 

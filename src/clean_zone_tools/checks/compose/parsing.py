@@ -85,6 +85,9 @@ DIFFERENT_BY_DESIGN = frozenset(
         # each container has its own ports; the no-Docker stack makes them settable to run two stacks
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
+        # the supervisor restarts a killed scheduler in seconds; compose restarts containers
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL",
     }
 )
 IGNORED_DIRS = {".git", ".venv", ".state", "node_modules", "__pycache__", ".pytest_cache", ".ruff_cache"}
