@@ -17,11 +17,14 @@ A checkpoint is taken every ``--checkpoint-seconds`` while something changed, an
 stop (SIGTERM or Ctrl-C), after which the journal starts empty. ``POST /moto-api/reset``
 wipes the state as moto does and checkpoints at once, so a reset survives a restart too.
 
-What a replay cannot give back exactly (only after a crash, for the seconds since the last
-checkpoint): writes replayed get new version ids and upload ids, which are mapped from the
-recorded responses so later requests in the journal still name the right objects; and SQS
-receives and deletes are not replayed, so messages sent in those seconds are delivered again
-(SQS is at-least-once anyway; the pipeline's claim ledger makes a repeat a no-op).
+A replay gives back the same identifiers: every random number moto drew while serving a write
+(version ids, upload ids, delete-marker ids, the message ids and event bodies of the S3
+notifications it sent) is recorded in that write's journal entry and handed back, in order, when
+the write is replayed. A client that was told a version id before the crash can still read,
+copy or delete that version after it. What a replay does not repeat: SQS receives and deletes,
+so messages sent in the seconds since the last checkpoint are delivered again (SQS is
+at-least-once anyway; the pipeline's claim ledger makes a repeat a no-op); and timestamps, which
+are those of the replay.
 
 Run: ``python -m clean_zone_tools.devstack.endpoint --port 4566 --state-dir .state/endpoint``.
 
@@ -50,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from moto.backends import get_backend
+from moto.moto_api._internal import mock_random
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -248,7 +252,9 @@ class JournalEntry:
     query: str
     headers: dict[str, str]
     body: bytes
-    # Identifiers the original response handed out (version id, upload id), for the replay.
+    # moto's random draws while serving it, as (bits, value): the replay draws the same.
+    draws: list[tuple[int, int]] = field(default_factory=list)
+    # Identifiers the original response handed out (version id, upload id): the replay checks them.
     issued: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
@@ -261,6 +267,7 @@ class JournalEntry:
                 "query": self.query,
                 "headers": self.headers,
                 "issued": self.issued,
+                "draws": self.draws,
             }
         ).encode()
         return _HEADER.pack(len(header), len(self.body)) + header + self.body
@@ -291,6 +298,7 @@ def read_journal(path: Path) -> Iterator[JournalEntry]:
                 headers=header["headers"],
                 body=body,
                 issued=header.get("issued", {}),
+                draws=[(int(bits), int(value)) for bits, value in header.get("draws", [])],
             )
 
 
@@ -303,6 +311,64 @@ def _issued_ids(headers: Iterable[tuple[str, str]], body: bytes) -> dict[str, st
     if match:
         issued["upload_id"] = match.group(1).decode()
     return issued
+
+
+# --- moto's randomness ----------------------------------------------------------------------
+
+
+class RandomTape:
+    """Records the randomness moto uses while serving a write, and plays it back on replay.
+
+    moto makes its identifiers from one ``random.Random`` (``mock_random``, through
+    ``getrandbits``) and multipart upload ids from ``os.urandom``. Reads use it too (request
+    ids), in other threads, so draws are recorded and played back per thread: a replay, applied
+    to the same state in the same order, takes the same path through moto and so makes the same
+    ids. A draw is ``(bits, value)`` from ``getrandbits`` or ``(-bytes, value)`` from ``urandom``.
+    """
+
+    def __init__(self) -> None:
+        self._bits = mock_random.getrandbits
+        self._bytes = os.urandom
+        self._local = threading.local()
+        self.mismatches = 0
+
+    def install(self) -> None:
+        mock_random.getrandbits = self.getrandbits  # type: ignore[method-assign]
+        os.urandom = self.urandom
+
+    def getrandbits(self, bits: int) -> int:
+        return self._take(bits, self._bits)
+
+    def urandom(self, size: int) -> bytes:
+        # Kept as an int so the journal header stays JSON; the size fixes its length.
+        value = self._take(-size, lambda _: int.from_bytes(self._bytes(size)))
+        return value.to_bytes(size)
+
+    def _take(self, kind: int, draw: Callable[[int], int]) -> int:
+        playback: list[tuple[int, int]] | None = getattr(self._local, "playback", None)
+        if playback:
+            recorded_kind, value = playback.pop()
+            if recorded_kind == kind:
+                return value
+            # The replay left the recorded path: the rest of this request's draws are fresh.
+            self.mismatches += 1
+            playback.clear()
+        value = draw(kind)
+        recording: list[tuple[int, int]] | None = getattr(self._local, "recording", None)
+        if recording is not None:
+            recording.append((kind, value))
+        return value
+
+    def record(self) -> list[tuple[int, int]]:
+        self._local.recording = []
+        return self._local.recording
+
+    def play(self, draws: list[tuple[int, int]]) -> None:
+        self._local.playback = list(reversed(draws))
+
+    def stop(self) -> None:
+        self._local.recording = None
+        self._local.playback = None
 
 
 # --- the application ------------------------------------------------------------------------
@@ -324,6 +390,8 @@ class DurableEndpoint:
         self._sequence = 0
         self._checkpointed_sequence = 0
         self._journal = self.journal_path.open("ab")
+        self.tape = RandomTape()
+        self.tape.install()
 
     # -- start-up
 
@@ -356,40 +424,44 @@ class DurableEndpoint:
         }
 
     def _replay(self) -> int:
-        renamed: dict[str, str] = {}
         count = 0
         for entry in list(read_journal(self.journal_path)):
             if entry.sequence <= self._checkpointed_sequence:
                 continue  # already in the snapshot (stopped between its write and the truncation)
-            status, headers, body = self._call(entry, renamed)
-            now_issued = _issued_ids(headers, body)
-            for kind, old in entry.issued.items():
-                if kind in now_issued and now_issued[kind] != old:
-                    renamed[old] = now_issued[kind]
+            self.tape.play(entry.draws)
+            try:
+                status, headers, body = self._call(entry)
+            finally:
+                self.tape.stop()
             if status >= 400:
                 LOG.warning("replay: %s %s answered %s", entry.method, entry.path, status)
+            elif _issued_ids(headers, body) != entry.issued:
+                LOG.warning(
+                    "replay: %s %s made other ids than it first did (%s, now %s)",
+                    entry.method,
+                    entry.path,
+                    entry.issued,
+                    _issued_ids(headers, body),
+                )
             self._sequence = entry.sequence
             count += 1
         return count
 
-    def _call(self, entry: JournalEntry, renamed: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _call(self, entry: JournalEntry) -> tuple[int, list[tuple[str, str]], bytes]:
         """Send a journaled request to moto in-process, as the server first received it."""
-        headers = {name: _substitute(value, renamed) for name, value in entry.headers.items()}
-        builder = EnvironBuilder(
-            method=entry.method, headers=headers, data=_substitute_bytes(entry.body, renamed)
-        )
+        builder = EnvironBuilder(method=entry.method, headers=entry.headers, data=entry.body)
         try:
             environ = builder.get_environ()
         finally:
             builder.close()
         environ.update(
-            PATH_INFO=_substitute(entry.path, renamed),
-            RAW_URI=_substitute(entry.raw_uri, renamed),
-            REQUEST_URI=_substitute(entry.raw_uri, renamed),
-            QUERY_STRING=_substitute(entry.query, renamed),
+            PATH_INFO=entry.path,
+            RAW_URI=entry.raw_uri,
+            REQUEST_URI=entry.raw_uri,
+            QUERY_STRING=entry.query,
         )
-        if "Host" in headers:
-            environ["HTTP_HOST"] = headers["Host"]
+        if "Host" in entry.headers:
+            environ["HTTP_HOST"] = entry.headers["Host"]
         app_iter, status, response_headers = run_wsgi_app(self.app, environ, buffered=True)
         payload = b"".join(app_iter)
         return int(status.split(" ", 1)[0]), list(response_headers.items()), payload
@@ -412,7 +484,11 @@ class DurableEndpoint:
                 captured["status"], captured["headers"] = status, headers
                 return start_response(status, headers, exc_info)
 
-            payload = b"".join(self.app(environ, capture))
+            draws = self.tape.record()
+            try:
+                payload = b"".join(self.app(environ, capture))
+            finally:
+                self.tape.stop()
             status = int(str(captured.get("status", "500")).split(" ", 1)[0])
             if status < 400 and is_journaled(method, path, action):
                 self._sequence += 1
@@ -425,6 +501,7 @@ class DurableEndpoint:
                     headers=_request_headers(environ),
                     body=body,
                     issued=_issued_ids(captured.get("headers", []), payload),
+                    draws=draws,
                 )
                 self._journal.write(entry.encode())
                 self._journal.flush()
@@ -497,23 +574,6 @@ def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
     if environ.get("CONTENT_TYPE"):
         headers["Content-Type"] = environ["CONTENT_TYPE"]
     return headers
-
-
-def _substitute(text: str, renamed: dict[str, str]) -> str:
-    for old, new in renamed.items():
-        if old in text:
-            text = text.replace(old, new)
-    return text
-
-
-def _substitute_bytes(body: bytes, renamed: dict[str, str]) -> bytes:
-    # Only small bodies can name ids (DeleteObjects, CompleteMultipartUpload); object data is
-    # left alone.
-    if not renamed or len(body) > 1 << 20:
-        return body
-    for old, new in renamed.items():
-        body = body.replace(old.encode(), new.encode())
-    return body
 
 
 # --- command line ---------------------------------------------------------------------------
