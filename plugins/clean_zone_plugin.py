@@ -201,8 +201,33 @@ def places_page(s3: Any, settings: Any, place: str | None = None) -> str:
     return _page(f"Clean zone: s3://{settings.bucket}", "".join(sections))
 
 
-def topic_page(sns: Any, settings: Any) -> str:
-    """HTML naming the failure topic and who receives its alerts."""
+# Where the notifier keeps alerts SNS refused (clean_zone.undelivered_alerts.FOLDER; the plugin
+# does not import the DAGs' package, which the API server on MWAA does not have on its path).
+UNDELIVERED_FOLDER = "alerts/undelivered/"
+
+
+def _kept_alerts(s3: Any, settings: Any) -> str:
+    prefix = f"{settings.state_prefix}{UNDELIVERED_FOLDER}"
+    response = s3.list_objects_v2(Bucket=settings.bucket, Prefix=prefix, MaxKeys=PAGE_LISTING_LIMIT)
+    items = response.get("Contents", [])
+    where = f"<code>s3://{html.escape(settings.bucket)}/{html.escape(prefix)}</code>"
+    if not items:
+        return f"<p>No alerts waiting: SNS took every alert ({where} is empty).</p>"
+    rows = "".join(
+        f"<tr><td><code>{html.escape(item['Key'].removeprefix(prefix))}</code></td>"
+        f"<td>{item['LastModified']:%Y-%m-%d %H:%M:%S}</td></tr>"
+        for item in items
+    )
+    more = "+" if response.get("IsTruncated") else ""
+    return (
+        f"<h2>{len(items)}{more} alert(s) SNS refused, waiting to be sent again</h2>"
+        f"<p>Kept in {where}; <code>clean_zone_alert_redelivery</code> sends them once SNS answers.</p>"
+        f"<table><tr><th>alert</th><th>due (UTC)</th></tr>{rows}</table>"
+    )
+
+
+def topic_page(sns: Any, s3: Any, settings: Any) -> str:
+    """HTML naming the failure topic, who receives its alerts, and the alerts SNS refused."""
     arn = settings.failure_topic_arn
     subscriptions = sns.list_subscriptions_by_topic(TopicArn=arn).get("Subscriptions", [])
     rows = "".join(
@@ -218,7 +243,7 @@ def topic_page(sns: Any, settings: Any) -> str:
         )
         + "<p>Locally, alerts arrive in the SQS queue "
         f"<code>{html.escape(settings.alerts_queue_name)}</code> (<code>scripts/dev inbox</code> "
-        "prints them).</p>"
+        "prints them).</p>" + _kept_alerts(s3, settings)
     )
     return _page("Clean zone: failure alerts", body)
 
@@ -237,7 +262,11 @@ def local_page_app(settings: Any) -> Any:
 
     @app.get("/topic", response_class=HTMLResponse)
     def show_topic() -> str:
-        return topic_page(boto3.client("sns", region_name=settings.region), settings)
+        return topic_page(
+            boto3.client("sns", region_name=settings.region),
+            boto3.client("s3", region_name=settings.region),
+            settings,
+        )
 
     return app
 

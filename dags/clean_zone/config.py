@@ -104,6 +104,12 @@ class Settings:
         "clean-zone-alerts-inbox",
         "SQS queue subscribed to the failure topic (the local 'inbox'; on AWS, any subscriber).",
     )
+    alert_redelivery_minutes: float = _setting(
+        5.0,
+        "How often alerts SNS refused (kept under _state/alerts/undelivered/) are sent again by "
+        "clean_zone_alert_redelivery.",
+        parse_time=True,
+    )
     ui_base_url: str = _setting(
         "http://localhost:8080", "Airflow UI base URL used in alert links (set to MWAA's UI URL there)."
     )

@@ -1,11 +1,20 @@
-"""The failure notifier, called as Airflow calls an on_failure_callback, publishing to SNS on moto."""
+"""The failure notifier, called as Airflow calls an on_failure_callback, publishing to SNS on moto.
+
+Alerts SNS refuses are kept in the bucket and sent again once it answers: SNS is made to refuse by
+pointing the failure topic setting at a topic that does not exist (moto answers NotFound, as SNS
+would); "SNS answers again" is the setting put right.
+"""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
-from clean_zone.airflow_glue.notifier import FailureAlertNotifier
+import pytest
+
+from clean_zone import config, undelivered_alerts
+from clean_zone.airflow_glue.aws import object_store
+from clean_zone.airflow_glue.notifier import FailureAlertNotifier, redeliver_alerts
 from clean_zone.failures import DataQualityError
 
 RUN_ID = "manual__2026-09-14T06:00:00+00:00"
@@ -62,7 +71,63 @@ def test_before_anything_was_claimed_the_alert_names_the_runs_conf(
 
 def test_a_broken_alert_path_never_raises(provisioned: Any, alerts_inbox: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_TOPIC_ARN", provisioned.failure_topic_arn + "-gone")
+    # Nowhere to keep the refused alert either: the task log is the last place left.
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_BUCKET", "no-such-bucket")
 
     FailureAlertNotifier().notify({"ti": failed_task(), "exception": ValueError("v")})  # logged, not raised
 
     assert alerts_inbox.receive(wait_seconds=1) == []
+
+
+@pytest.fixture
+def refusing_sns(provisioned: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_TOPIC_ARN", provisioned.failure_topic_arn + "-down")
+    return monkeypatch
+
+
+def _alert(key: str) -> None:
+    claim = {"bucket": "clean-zone", "key": key}
+    error = DataQualityError(
+        "ragged rows", reason="ragged_rows", location=f"s3://clean-zone/quarantine/{key}"
+    )
+    FailureAlertNotifier(object_task_id="claim_file").notify({"ti": failed_task(claim), "exception": error})
+
+
+def test_a_refused_alert_is_kept_in_the_bucket_with_its_whole_text(
+    refusing_sns: Any, alerts_inbox: Any, provisioned: Any
+) -> None:
+    _alert("landing/refused.csv")
+
+    assert alerts_inbox.receive(wait_seconds=1) == []
+    store = object_store(config.load_for_parsing())
+    [kept] = undelivered_alerts.pending(store, provisioned)
+    assert kept.startswith("_state/alerts/undelivered/")
+    document = store.get_json(kept)
+    assert "s3://clean-zone/landing/refused.csv" in document["message"]
+    assert document["subject"].startswith("[WARNING]")
+    assert document["attributes"]["failure_class"]["StringValue"] == "data_quality"
+    assert document["due_at"]
+
+
+def test_kept_alerts_are_sent_again_oldest_first_once_sns_answers(
+    refusing_sns: Any, alerts_inbox: Any, provisioned: Any
+) -> None:
+    _alert("landing/first.csv")
+    _alert("landing/second.csv")
+    store = object_store(provisioned)
+
+    # Still refusing: nothing is lost and nothing is sent.
+    assert "0 kept alert(s) sent again, 2 still waiting" in redeliver_alerts()
+    assert len(undelivered_alerts.pending(store, provisioned)) == 2
+
+    refusing_sns.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_TOPIC_ARN", provisioned.failure_topic_arn)
+    assert redeliver_alerts() == "2 kept alert(s) sent again, 0 still waiting"
+
+    alerts = alerts_inbox.receive(wait_seconds=5, expect=2)
+    assert ["first.csv" in alerts[0]["message"], "second.csv" in alerts[1]["message"]] == [True, True]
+    for alert in alerts:
+        assert alert["message"].startswith("(Delayed: this alert was due at ")
+        assert alert["attributes"]["delayed"] == "true"
+        assert alert["attributes"]["severity"] == "warning"
+    assert undelivered_alerts.pending(store, provisioned) == []
+    assert redeliver_alerts() == "0 kept alert(s) sent again, 0 still waiting"

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from clean_zone_plugin import PAGE_PREFIX, CleanZonePlugin, s3_console_url, sns_topic_console_url
 
+from clean_zone import undelivered_alerts
+
 
 def test_local_links_open_the_moto_dashboard(aws_env: str) -> None:
     # No endpoint argument: the macros follow AWS_ENDPOINT_URL, as they do in a local task. The local
@@ -57,6 +59,13 @@ def test_local_ui_links_open_the_plugins_own_page_listing_each_place(
     topic = client.get("/topic").text
     assert provisioned.failure_topic_arn in topic
     assert provisioned.alerts_queue_name in topic  # the local inbox is subscribed
+    assert "No alerts waiting" in topic
+    s3.put_object(
+        Bucket=provisioned.bucket,
+        Key=f"{undelivered_alerts.folder(provisioned)}20261201T0000.json",
+        Body=b"{}",
+    )
+    assert "1 alert(s) SNS refused, waiting to be sent again" in client.get("/topic").text
 
 
 def test_on_aws_the_ui_links_open_the_consoles_and_no_page_is_served(
@@ -72,3 +81,9 @@ def test_on_aws_the_ui_links_open_the_consoles_and_no_page_is_served(
     assert hrefs[0].startswith("https://us-east-1.console.aws.amazon.com/s3/buckets/clean-zone?")
     assert hrefs[2].startswith("https://us-east-1.console.aws.amazon.com/sns/v3/home?")
     assert CleanZonePlugin.fastapi_apps == []
+
+
+def test_the_plugin_looks_for_kept_alerts_where_the_notifier_keeps_them() -> None:
+    from clean_zone_plugin import UNDELIVERED_FOLDER
+
+    assert UNDELIVERED_FOLDER == undelivered_alerts.FOLDER

@@ -3,20 +3,24 @@
 Airflow calls a task's ``on_failure_callback`` only on its final failure
 (retries call ``on_retry_callback``), so a person gets exactly one alert per
 failed task, after the last try. The alert names the S3 object the run was
-working on, read from the XCom the claiming task pushed.
+working on, read from the XCom the claiming task pushed. An alert SNS refuses
+is kept in the bucket and sent again later (``clean_zone.undelivered_alerts``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from clean_zone import config
-from clean_zone.airflow_glue.aws import client
+from clean_zone import config, undelivered_alerts
+from clean_zone.airflow_glue.aws import client, object_store
 from clean_zone.alerts import Alert, publish, task_log_url
 from clean_zone.burst import Digest
 from clean_zone.failures import FailureClass, classify
+
+log = logging.getLogger(__name__)
 
 
 class FailureAlertNotifier(BaseNotifier):
@@ -88,8 +92,30 @@ class FailureAlertNotifier(BaseNotifier):
 
 
 def send(alert: Alert | Digest, settings: config.Settings) -> str | None:
-    """The one way an alert reaches SNS: a task's failure, or a burst run's digest."""
-    return publish(client("sns", settings), settings.failure_topic_arn, alert)
+    """The one way an alert reaches SNS: a task's failure, or a burst run's digest.
+
+    An alert SNS refuses is kept in the bucket, to be sent again (never only logged).
+    """
+    message_id = publish(client("sns", settings), settings.failure_topic_arn, alert)
+    if message_id is None:
+        undelivered_alerts.keep(object_store(settings), settings, alert, settings.failure_topic_arn)
+    return message_id
+
+
+def redeliver_alerts() -> str:
+    """Send again the alerts SNS refused when they were due (the redelivery DAG's task)."""
+    settings = config.load()
+    store = object_store(settings)
+    result = undelivered_alerts.redeliver(store, settings, client("sns", settings))
+    if result.waiting:
+        # Not a failure of this task: failing would only page through the SNS that is down.
+        # The waiting alerts stay visible in the bucket, `scripts/dev status` and the plugin page.
+        log.warning(
+            "%s: SNS still refuses them; the next run tries again (%s)",
+            result,
+            store.url(undelivered_alerts.folder(settings)),
+        )
+    return str(result)
 
 
 def _map_index(ti: Any) -> int:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from clean_zone import undelivered_alerts
 from clean_zone.config import Settings
 from clean_zone.failures import EndpointError
 from clean_zone.storage import ObjectStore
@@ -185,6 +186,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             for prefix in _prefixes(ctx.settings):
                 count = sum(1 for _ in store.list_keys(prefix))
                 print(f"  {prefix:<14} {count:>5} object{'s' if count != 1 else ''}")
+            waiting = len(undelivered_alerts.pending(store, ctx.settings))
+            if waiting:
+                # Not unhealthy (the stack runs), but a person must know alerts did not reach them.
+                print(f"Alerts         {waiting} refused by SNS, kept in "
+                      f"s3://{ctx.settings.bucket}/{undelivered_alerts.folder(ctx.settings)} and sent "
+                      "again by clean_zone_alert_redelivery")
         except EndpointError as error:
             print(f"  cannot list the bucket: {error}")
             healthy = False

@@ -12,7 +12,9 @@ One listing per place (not a request per file), then each dropped file is looked
 partner uploaded versions of the file: the bucket is versioned, so a file processed twice leaves
 two versions of its output.
 Alerts are read from the alerts inbox (the SQS queue subscribed to the failure topic), as a
-person's inbox receives them, and matched to files by key.
+person's inbox receives them, and matched to files by key. *Alerts delayed* counts those that
+arrived late, sent again after SNS refused them (``clean_zone.undelivered_alerts``); *alerts
+kept* those still waiting in the bucket for SNS to answer.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from clean_zone import undelivered_alerts
 from clean_zone.alerts import parse_sns_envelope
 from clean_zone.config import Settings
 from clean_zone.keys import OUTPUT_SUFFIX, Place, place_key, too_long_key
@@ -42,6 +45,8 @@ class Census:
     alerts_expected: int = 0
     alerts_sent: int = 0  # alert messages in the inbox
     files_alerted: int = 0  # distinct dropped files named by those alerts
+    alerts_delayed: int = 0  # of the alerts in the inbox, those sent again after SNS refused them
+    alerts_kept: int = 0  # refused by SNS and still waiting in the bucket to be sent again
     where: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -62,6 +67,7 @@ class Census:
             "misplaced": self.places[MISPLACED] + len(self.wrong_place),
             "duplicated outputs": self.duplicated_outputs,
             "alerts expected / sent": f"{self.alerts_expected} / {self.files_alerted}",
+            "alerts delayed / still kept": f"{self.alerts_delayed} / {self.alerts_kept}",
         }
 
 
@@ -135,7 +141,15 @@ def take(
         )
     }
     versions = _output_versions(s3, bucket, place_key(settings, Place.PROCESSED, ""))
-    census = Census(files_in=len(files), alerts_expected=alerts_expected, alerts_sent=len(alerts))
+    census = Census(
+        files_in=len(files),
+        alerts_expected=alerts_expected,
+        alerts_sent=len(alerts),
+        alerts_delayed=sum(
+            1 for alert in alerts if alert.get("attributes", {}).get(undelivered_alerts.DELAYED_ATTRIBUTE)
+        ),
+        alerts_kept=len(_list_keys(s3, bucket, undelivered_alerts.folder(settings))),
+    )
     alert_text = "\n".join(f"{alert.get('subject')}\n{alert.get('message')}" for alert in alerts)
     for item in files:
         where = _locate(settings, item, listed)

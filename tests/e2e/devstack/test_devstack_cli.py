@@ -177,6 +177,25 @@ def test_status_counts_objects_per_prefix(cli: Cli, tmp_path: Path) -> None:
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
     assert "2 objects" in lines["landing/"]
     assert "0 objects" in lines["processed/"]
+    assert "refused by SNS" not in result.stdout
+
+
+def test_status_shows_alerts_sns_refused(cli: Cli, names: Names, moto_endpoint: str) -> None:
+    document = {
+        "subject": "[WARNING] x",
+        "message": "m",
+        "attributes": {},
+        "due_at": "2026-12-01T00:00:00+00:00",
+    }
+    _client("s3", moto_endpoint).put_object(
+        Bucket=names.bucket,
+        Key="_state/alerts/undelivered/20261201T000000.000000Z-abc.json",
+        Body=json.dumps(document).encode(),
+    )
+
+    result = cli("status")
+
+    assert f"1 refused by SNS, kept in s3://{names.bucket}/_state/alerts/undelivered/" in result.stdout
 
 
 def test_drop_refuses_a_missing_file_with_a_usage_error(cli: Cli, tmp_path: Path) -> None:

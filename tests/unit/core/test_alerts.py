@@ -198,3 +198,21 @@ def test_keys_with_spaces_at_their_ends_are_quoted() -> None:
     ).message()
     assert 'S3 object:     s3://clean-zone/"landing/ report.csv "' in message
     assert "Now at:        s3://clean-zone/processing/x.csv" in message  # ordinary keys as they are
+
+
+def test_a_kept_alert_sent_again_says_when_it_was_due_and_is_marked_delayed() -> None:
+    from clean_zone.undelivered_alerts import KeptAlert
+
+    document = {
+        "subject": "[CRITICAL] endpoint failure: d.t",
+        "message": "Airflow task failed: d.t",
+        "attributes": {"severity": {"DataType": "String", "StringValue": "critical"}},
+        "due_at": "2026-12-01T03:00:00+00:00",
+    }
+    kept = KeptAlert.from_document(document)
+
+    assert kept.subject() == document["subject"]  # filters and inbox rules still match it
+    assert kept.message().startswith("(Delayed: this alert was due at 2026-12-01T03:00:00+00:00")
+    assert kept.message().endswith("Airflow task failed: d.t")
+    assert kept.attributes()["severity"]["StringValue"] == "critical"
+    assert kept.attributes()["delayed"] == {"DataType": "String", "StringValue": "true"}
