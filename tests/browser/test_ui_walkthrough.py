@@ -27,7 +27,14 @@ from tests.browser.conftest import UI_TIMEOUT_MS, LocalStack
 pytestmark = pytest.mark.browser
 
 PIPELINE = "clean_zone_file_pipeline"
-DAG_IDS = (PIPELINE, "clean_zone_landing_watcher", "clean_zone_manifest_batch", "clean_zone_s3_events")
+# What a new user sees with the default settings (trigger route "events": no landing watcher).
+DAG_IDS = (
+    PIPELINE,
+    "clean_zone_alert_redelivery",
+    "clean_zone_file_burst",
+    "clean_zone_manifest_batch",
+    "clean_zone_s3_events",
+)
 TASK_IDS = (
     "claim_file", "check_file_extension", "route_by_extension", "validate_csv", "run_failure_generator",
     "write_processed_output", "reject_file", "done",
