@@ -23,7 +23,7 @@ Rules and reason codes (as in ``csv_validation``):
 * ``binary``: a NUL byte anywhere;
 * ``not_utf8``: bytes that are not UTF-8 (a leading UTF-8 BOM is tolerated);
 * ``not_gzip``: a ``.csv.gz`` that does not decompress (inflated at most
-  ``INFLATE_BLOCK`` bytes at a time; concatenated members are read);
+  ``gunzip.INFLATE_BLOCK`` bytes at a time; concatenated members are read);
 * ``gzip_bomb``: a ``.csv.gz`` that inflates past ``max_inflated_bytes``
   (default ``MAX_INFLATED_BYTES``), stopped before it is all inflated;
 * ``no_header`` / ``no_data_rows``: a blank first line, or a header only;
@@ -65,14 +65,14 @@ import hashlib
 import io
 import queue
 import threading
-import zlib
 from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 # The same CsvStats (one class: stats compare equal across engines) and the same inflate step size.
-from clean_zone.csv_validation import INFLATE_BLOCK, CsvStats
+from clean_zone.csv_validation import CsvStats
 from clean_zone.failures import DataQualityError
+from clean_zone.gunzip import inflate
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -170,42 +170,15 @@ class _Feed:
     # --- the byte pipeline ---------------------------------------------------
 
     def _inflated(self, chunks: Iterator[bytes], gzipped: bool, limit: int) -> Iterator[bytes]:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
-        inflated = 0
+        stored = self._stored(chunks)
+        yield from inflate(stored, limit) if gzipped else stored
+        self._stats.sha256 = self._hasher.hexdigest()
+
+    def _stored(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
             self._stats.bytes += len(chunk)
             self._hasher.update(chunk)
-            if inflater is None:
-                yield chunk
-                continue
-            data = chunk
-            try:
-                while data:
-                    if inflater.eof:
-                        # The previous member ended: `cat a.gz b.gz` makes a valid multi-member gzip.
-                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    # Bounded output: 1 MiB of compressed input may inflate to 1 GB.
-                    out = inflater.decompress(data, INFLATE_BLOCK)
-                    inflated += len(out)
-                    if inflated > limit:
-                        raise DataQualityError(
-                            f"gzip bomb: inflates past the limit of {limit} bytes", reason="gzip_bomb"
-                        )
-                    if out:
-                        yield out
-                    data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
-            except zlib.error as error:
-                raise DataQualityError(f"not a valid gzip stream: {error}", reason="not_gzip") from error
-        if inflater is not None:
-            try:
-                # Output zlib may still hold once every input byte has been given to it.
-                while not inflater.eof and (out := inflater.decompress(b"", INFLATE_BLOCK)):
-                    yield out
-            except zlib.error as error:
-                raise DataQualityError(f"not a valid gzip stream: {error}", reason="not_gzip") from error
-            if not inflater.eof and self._stats.bytes:
-                raise DataQualityError("gzip stream is truncated", reason="not_gzip")
-        self._stats.sha256 = self._hasher.hexdigest()
+            yield chunk
 
     def _checked(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
         for piece in pieces:

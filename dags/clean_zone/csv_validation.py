@@ -19,7 +19,7 @@ a reason code):
 
 Lines end at ``\n``, ``\r\n`` or ``\r`` only, as the csv module reads them;
 other Unicode line separators (form feed, NEL, U+2028) are field data.
-A ``.csv.gz`` is inflated at most ``INFLATE_BLOCK`` bytes at a time, so a
+A ``.csv.gz`` is inflated at most ``gunzip.INFLATE_BLOCK`` bytes at a time, so a
 highly compressible file cannot expand in memory.
 """
 
@@ -29,15 +29,14 @@ import codecs
 import csv
 import hashlib
 import re
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 from clean_zone.failures import DataQualityError
+from clean_zone.gunzip import inflate
 
 # Most decompressed bytes produced from one compressed chunk at a time.
-INFLATE_BLOCK = 1024 * 1024
 # Longest physical line held while waiting for its end (characters).
 MAX_LINE_CHARS = 8 * 1024 * 1024
 
@@ -70,54 +69,18 @@ class _Source:
         self._chunks = chunks
         self._gzipped = gzipped
         self._limit = max_inflated_bytes
-        self._inflated = 0
         self._stats = stats
         self._hash = hashlib.sha256()
 
     def __iter__(self) -> Iterator[bytes]:
-        # wbits=16+MAX_WBITS: gzip framing; concatenated members are handled by the loop.
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if self._gzipped else None
+        yield from inflate(self._stored(), self._limit) if self._gzipped else self._stored()
+        self._stats.sha256 = self._hash.hexdigest()
+
+    def _stored(self) -> Iterator[bytes]:
         for chunk in self._chunks:
             self._stats.bytes += len(chunk)
             self._hash.update(chunk)
-            if inflater is None:
-                yield chunk
-                continue
-            data = chunk
-            try:
-                while data:
-                    if inflater.eof:
-                        # The previous member ended: `cat a.gz b.gz` makes a valid multi-member gzip.
-                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    # Bounded output: 1 MiB of compressed input may inflate to 1 GB.
-                    out = inflater.decompress(data, INFLATE_BLOCK)
-                    if out:
-                        self._check_inflated(len(out))
-                        yield out
-                    data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
-            except zlib.error as error:
-                raise DataQualityError(f"not a valid gzip stream: {error}", reason="not_gzip") from error
-        if inflater is not None:
-            try:
-                # Output zlib may still hold once every input byte has been given to it.
-                while not inflater.eof and (out := inflater.decompress(b"", INFLATE_BLOCK)):
-                    self._check_inflated(len(out))
-                    yield out
-            except zlib.error as error:
-                raise DataQualityError(f"not a valid gzip stream: {error}", reason="not_gzip") from error
-            if not inflater.eof and self._stats.bytes:
-                raise DataQualityError("gzip stream is truncated", reason="not_gzip")
-        self._stats.sha256 = self._hash.hexdigest()
-
-    def _check_inflated(self, more: int) -> None:
-        self._inflated += more
-        if self._limit is not None and self._inflated > self._limit:
-            raise DataQualityError(
-                f"the .csv.gz inflates past {self._limit} bytes (clean_zone_max_inflated_bytes): "
-                f"stopped after {self._inflated} bytes of {self._stats.bytes} stored; a gzip bomb, "
-                "or a file too large to process",
-                reason="gzip_bomb",
-            )
+            yield chunk
 
 
 def _split_lines(text: str) -> list[str]:

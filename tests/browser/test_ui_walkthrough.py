@@ -174,7 +174,7 @@ def _corrupt_file_fails_and_alerts(page: Any, stack: LocalStack, tmp_path: Path,
     assert alert["attributes"]["severity"] == "warning"
     message = alert["message"]
     assert f"Now at:        s3://clean-zone/quarantine/{name}" in message
-    assert "ragged rows: line 3 has 4 columns, the header has 2" in message
+    assert "ragged rows: record 3 (the header is record 1) has 4 columns, the header has 2" in message
     run_id = re.search(r"^Run: +(\S+)$", message, re.MULTILINE)[1]
     log_url = re.search(r"^Log: +(\S+)$", message, re.MULTILINE)[1]
     assert log_url.startswith(f"{stack.ui_url}/dags/{PIPELINE}/runs/")
