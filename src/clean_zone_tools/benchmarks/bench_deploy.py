@@ -167,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         first_times, no_change_times, one_change_times = [], [], []
         counts: dict[str, str] = {}
         for run in range(args.repeat):
+            print(
+                f"  run {run + 1}/{args.repeat}: first, no-change and one-file deploys ...",
+                file=sys.stderr,
+                flush=True,
+            )
             bucket = make_bucket(s3)
             counter.reset()
             seconds, uploaded, _ = one_deploy(s3, bucket, layout)
