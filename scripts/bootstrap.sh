@@ -84,8 +84,8 @@ PY
 _cz_pip_progress() {
     local log="$1" started="$2" line found=0 installing="" status last=$SECONDS
     while true; do
-        IFS= read -r -t 5 line
-        status=$?
+        # In an `if`, so a caller's `set -e` (when sourced) does not end the loop on a timeout.
+        if IFS= read -r -t 5 line; then status=0; else status=$?; fi
         if [ "$status" -eq 0 ]; then
             printf '%s\n' "$line" >>"$log"
             case "$line" in
