@@ -244,8 +244,10 @@ def check_loopback_ports(stack: Stack) -> list[str]:
     for name, service in sorted(stack.services.items()):
         for address, port in port_host_addresses(service):
             if address != "127.0.0.1":
-                problems.append(f"{name}: port {port} is published on {address or 'every interface'}; "
-                                "write it as 127.0.0.1:HOST:CONTAINER")
+                problems.append(
+                    f"{name}: port {port} is published on {address or 'every interface'}; "
+                    "write it as 127.0.0.1:HOST:CONTAINER"
+                )
     return problems
 
 
