@@ -22,6 +22,7 @@ import shlex
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -199,8 +200,9 @@ def has_placeholder(command: DocCommand) -> bool:
 # --- this project's programs -------------------------------------------------------------------------
 
 
+@cache
 def console_scripts(root: Path = REPO_ROOT) -> dict[str, str]:
-    """pyproject.toml's [project.scripts]: name -> "module:function"."""
+    """pyproject.toml's [project.scripts]: name -> "module:function" (read once per checkout)."""
     with (root / "pyproject.toml").open("rb") as handle:
         return dict(tomllib.load(handle)["project"]["scripts"])
 
