@@ -11,7 +11,7 @@
 # changed the whole script returns in a fraction of a second.
 #
 # Exit codes: 0 ready, 1 install failed (the tail of .state/pip-install.log is
-# shown), 2 no Python 3.12 found or no working venv module.
+# shown), 2 no Python 3.12 found, no working venv module, or a usage error.
 #
 # When sourced it returns instead of exiting, leaves the caller's shell options
 # alone, and sets VENV_PYTHON to the environment's interpreter.
@@ -77,6 +77,37 @@ for path in sys.argv[1:]:
         digest.update(handle.read())
 print(digest.hexdigest())
 PY
+}
+
+# Copy pip's output (stdin) to the log "$1"; every 15 s print how far it got, so a
+# first install (minutes, and long silent stretches in pip itself) shows it is alive.
+_cz_pip_progress() {
+    local log="$1" started="$2" line found=0 installing="" status last=$SECONDS
+    while true; do
+        # In an `if`, so a caller's `set -e` (when sourced) does not end the loop on a timeout.
+        if IFS= read -r -t 5 line; then status=0; else status=$?; fi
+        if [ "$status" -eq 0 ]; then
+            printf '%s\n' "$line" >>"$log"
+            case "$line" in
+                Collecting\ * | Processing\ * | Requirement\ already\ satisfied:*) found=$((found + 1)) ;;
+                Installing\ collected\ packages:*)
+                    installing="$(printf '%s' "${line#*:}" | tr ',' '\n' | grep -c .)" ;;
+            esac
+        elif [ "$status" -le 128 ]; then
+            [ -n "$line" ] && printf '%s' "$line" >>"$log"
+            break  # end of pip's output
+        elif [ -n "$line" ]; then
+            printf '%s' "$line" >>"$log"  # a timeout mid-line keeps what was read
+        fi
+        if [ $((SECONDS - last)) -ge 15 ]; then
+            last=$SECONDS
+            if [ -n "$installing" ]; then
+                echo "  ... $((SECONDS - started)) s: installing $installing packages"
+            else
+                echo "  ... $((SECONDS - started)) s: resolving, $found packages found"
+            fi
+        fi
+    done
 }
 
 # Serialise slow bootstraps (two terminals on a fresh clone would otherwise run
@@ -194,11 +225,13 @@ MSG
     local started=$SECONDS
     # pip's own output (including this machine's find-links warnings) goes to the
     # log; the terminal gets our progress lines and, on failure, the log's tail.
-    if ! "$python" -m pip install \
+    : >"$log"
+    "$python" -m pip install \
         -c "${inputs[0]}" \
         -r "$root/requirements-mwaa-base.txt" \
         -r "$requirements_local" \
-        -r "$root/requirements-dev.txt" >"$log" 2>&1; then
+        -r "$root/requirements-dev.txt" 2>&1 | _cz_pip_progress "$log" "$started"
+    if [ "${PIPESTATUS[0]}" -ne 0 ]; then
         echo "bootstrap: pip install failed; last lines of .state/pip-install.log:" >&2
         tail -n 40 "$log" >&2
         return 1
@@ -215,10 +248,35 @@ MSG
     return 0
 }
 
+_cz_usage() {
+    cat <<'USAGE'
+Usage: bash scripts/bootstrap.sh      (or: source scripts/bootstrap.sh, which sets VENV_PYTHON)
+
+Create or refresh .venv: Python 3.12, Airflow 3.3.1, the MWAA-preinstalled providers,
+requirements.txt and the dev tools under the official Airflow constraints, then this
+project in editable mode. Idempotent: returns at once when nothing changed. The first
+install takes a few minutes and prints its progress; pip's log is .state/pip-install.log.
+
+Exit codes: 0 ready, 1 install failed, 2 no Python 3.12, no working venv module, or a usage error.
+USAGE
+}
+
 if [ "${BASH_SOURCE[0]}" != "$0" ]; then
     _cz_bootstrap
     return $?
 fi
 set -uo pipefail
+case "${1:-}" in
+    -h | --help)
+        _cz_usage
+        exit 0
+        ;;
+    "") ;;
+    *)
+        echo "bootstrap: unknown argument '$1'" >&2
+        _cz_usage >&2
+        exit 2
+        ;;
+esac
 _cz_bootstrap
 exit $?

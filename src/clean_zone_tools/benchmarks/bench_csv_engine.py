@@ -117,7 +117,10 @@ def _temporary(directory: Path | None, size_mb: float) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.benchmarks.bench_csv_engine",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--size-mb", type=float, default=256.0, help="throughput file, MiB (default 256)")
     parser.add_argument(
         "--rss-size-mb", type=float, default=1024.0, help="peak-memory file, MiB (default 1024); 0 skips it"

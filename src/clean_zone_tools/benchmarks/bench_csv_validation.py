@@ -172,6 +172,7 @@ def _mb_per_s(result: dict[str, Any], key: str = "bytes") -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.benchmarks.bench_csv_validation",
         description="Measure peak memory and throughput of streaming CSV validation on a large file.",
     )
     parser.add_argument(

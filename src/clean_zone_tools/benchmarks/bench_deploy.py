@@ -138,13 +138,15 @@ def describe(counter: RequestCounter) -> str:
     return f"{counter.total} S3 requests ({parts})"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m clean_zone_tools.benchmarks.bench_deploy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--files", type=int, default=200, help="files in the generated dags/ (default 200)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement; the median is shown")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.files < 1 or args.repeat < 1:
         parser.error("--files and --repeat must be positive")
 
@@ -165,6 +167,11 @@ def main() -> int:
         first_times, no_change_times, one_change_times = [], [], []
         counts: dict[str, str] = {}
         for run in range(args.repeat):
+            print(
+                f"  run {run + 1}/{args.repeat}: first, no-change and one-file deploys ...",
+                file=sys.stderr,
+                flush=True,
+            )
             bucket = make_bucket(s3)
             counter.reset()
             seconds, uploaded, _ = one_deploy(s3, bucket, layout)

@@ -98,7 +98,10 @@ def _endpoint(port: int, state: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.benchmarks.bench_endpoint_restart",
+        description=__doc__.split("\n\n")[0],
+    )
     parser.add_argument("--objects", type=int, default=1000, help="object versions to write")
     args = parser.parse_args(argv)
 

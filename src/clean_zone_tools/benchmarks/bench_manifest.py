@@ -302,7 +302,9 @@ def report(args: argparse.Namespace, verify: list[dict[str, Any]], hashing: list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.benchmarks.bench_manifest", description=__doc__.split("\n", 1)[0]
+    )
     parser.add_argument("--files", type=int, default=manifest.MAX_FILES, help="files in the manifest")
     parser.add_argument("--file-kib", type=int, default=4, help="size of each file (KiB)")
     parser.add_argument(

@@ -169,8 +169,9 @@ def render(result: dict[str, Any], target: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.benchmarks.bench_parse",
         description="Measure each DAG file's parse time and the whole folder's (cold, DAG-processor-like "
-        "and warm; medians of --runs), and compare the total with the target."
+        "and warm; medians of --runs), and compare the total with the target.",
     )
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default 5)")
     parser.add_argument(

@@ -11,6 +11,7 @@ prints the problems of the repository's template (exit 1 when there are any).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Iterator
@@ -102,7 +103,14 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    path = Path(argv[0]) if argv else TEMPLATE
+    parser = argparse.ArgumentParser(
+        prog="python -m clean_zone_tools.checks.iam_policy",
+        description=f"Check {ROLE} in a CloudFormation template for least privilege. Exit 1 on a problem.",
+    )
+    parser.add_argument(
+        "template", nargs="?", type=Path, default=TEMPLATE, help=f"default: {TEMPLATE.relative_to(REPO_ROOT)}"
+    )
+    path = parser.parse_args(argv).template
     found = problems(load_template(path))
     for problem in found:
         print(problem)

@@ -222,7 +222,8 @@ def _local_endpoint(client: Any) -> str | None:
     return url if host in {"localhost", "127.0.0.1", "::1"} or host.endswith(".localhost") else None
 
 
-def _validate(args: argparse.Namespace) -> None:
+def validate_args(args: argparse.Namespace) -> None:
+    """The usage rules argparse cannot express (raises UsageError: exit 2); also used by the doc checks."""
     if args.command == "plan":
         args.command, args.plan = "apply", True
     for name in ("parse_budget", "poll_interval", "wait_timeout", "verify_timeout"):
@@ -387,7 +388,7 @@ def main(
     args = parser.parse_args(_with_command(list(sys.argv[1:] if argv is None else argv)))
     write = out or (lambda line: print(line, flush=True))
     try:
-        _validate(args)
+        validate_args(args)
         return _run(args, write, clients)
     except (UsageError, ProfileNotFound) as problem:
         parser.print_usage(sys.stderr)

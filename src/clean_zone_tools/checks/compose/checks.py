@@ -21,7 +21,12 @@ from urllib.parse import urlsplit
 from clean_zone_tools.devstack.settings import stack_environment
 from clean_zone_tools.envfile import read_env_file
 
-from .image import check_constraint_stripping, check_requirements_install, check_versions
+from .image import (
+    check_celery_provider,
+    check_constraint_stripping,
+    check_requirements_install,
+    check_versions,
+)
 from .parsing import (
     AIRFLOW_HOME,
     AIRFLOW_SERVICES,
@@ -239,8 +244,10 @@ def check_loopback_ports(stack: Stack) -> list[str]:
     for name, service in sorted(stack.services.items()):
         for address, port in port_host_addresses(service):
             if address != "127.0.0.1":
-                problems.append(f"{name}: port {port} is published on {address or 'every interface'}; "
-                                "write it as 127.0.0.1:HOST:CONTAINER")
+                problems.append(
+                    f"{name}: port {port} is published on {address or 'every interface'}; "
+                    "write it as 127.0.0.1:HOST:CONTAINER"
+                )
     return problems
 
 
@@ -406,6 +413,7 @@ CHECKS: tuple[Callable[[Stack], list[str]], ...] = (
     check_schema,
     check_versions,
     check_requirements_install,
+    check_celery_provider,
     check_constraint_stripping,
     check_mwaa_layout,
     check_shared_settings,

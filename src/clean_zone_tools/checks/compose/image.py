@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from clean_zone_tools import requirements_file
+from clean_zone_tools.mwaa_deploy.mwaa_env import preinstalled_file
 
 from .parsing import (
     AIRFLOW_SERVICES,
@@ -129,6 +130,41 @@ def check_requirements_install(stack: Stack) -> list[str]:
                 f"{DOCKERFILE}: pip install without -r {strip[1]} (requirements.txt minus the URL)"
             )
     return problems + pin_conflicts(stack.root, versions)
+
+
+CELERY_PROVIDER = "apache-airflow-providers-celery"
+MWAA_BASE = "requirements-mwaa-base.txt"
+
+
+def check_celery_provider(stack: Stack) -> list[str]:
+    """The executor the stack runs comes at MWAA's version, by name, not from the base image's extras.
+
+    apache/airflow carries about 30 providers from its default extras, the Celery provider among them;
+    the image must pin MWAA's version of it (requirements-mwaa-base.txt, installed by the Dockerfile), so
+    a base image built with another provider release cannot change the executor under the stack.
+    """
+    versions = stack.versions()
+    preinstalled = preinstalled_file(Path("constraints"), versions.airflow).as_posix()
+    mwaa = requirements_file.pins(read(stack.root, preinstalled)).get(CELERY_PROVIDER)
+    pinned = requirements_file.pins(read(stack.root, MWAA_BASE)).get(CELERY_PROVIDER)
+    problems: list[str] = []
+    if mwaa is None:
+        problems.append(f"{preinstalled}: no {CELERY_PROVIDER} (MWAA's executor provider)")
+    if pinned is None:
+        problems.append(
+            f"{MWAA_BASE}: no {CELERY_PROVIDER}==X pin; the image would run whatever Celery provider "
+            "the base image's extras carry"
+        )
+    elif mwaa is not None and pinned != mwaa:
+        problems.append(f"{MWAA_BASE}: {CELERY_PROVIDER}=={pinned}, MWAA {versions.airflow} runs {mwaa}")
+    if not any(
+        MWAA_BASE in option_values(words, "-r", "--requirement") for words in pip_installs(stack.dockerfile)
+    ):
+        problems.append(
+            f"{DOCKERFILE}: no pip install -r {MWAA_BASE}: the {CELERY_PROVIDER} pin would not reach the "
+            "image, and its extras would decide the executor's version"
+        )
+    return problems
 
 
 # Lines the image and scripts/bootstrap.sh must treat alike: the first four dropped, the rest kept.
