@@ -56,8 +56,8 @@ with DAG(
         "bucket": Param(
             None,
             type=["null", "string"],
-            description="Bucket the object is in; leave empty for the bucket named by the "
-            "clean_zone_bucket Variable",
+            description=f"Bucket the object is in; leave empty for {settings.bucket} "
+            "(the clean_zone_bucket setting)",
         ),
         "etag": Param(
             None,
