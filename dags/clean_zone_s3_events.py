@@ -11,10 +11,19 @@ landed together to `clean_zone_file_burst`. Generated when
 `clean_zone_trigger_route` is `events` (the default) or `both`.
 
 **How it is triggered:** by the `clean_zone_s3_events` asset, updated by its
-watcher whenever messages arrive. For a replay by hand, trigger it with conf
+watcher whenever messages arrive, and every `clean_zone_landing_sweep_minutes`.
+For a replay by hand, trigger it with conf
 `{"messages": [<SQS message with a "Body">, ...]}`. S3's `s3:TestEvent`,
 folder markers and keys outside the landing prefix are ignored; URL-encoded
 keys (`a+b.csv` for `a b.csv`) are decoded.
+
+Every `clean_zone_landing_sweep_minutes` (5 by default; 0 turns it off) a timed
+run with no events sweeps `landing/` instead: files that have waited there
+longer than that without a run are handed over the same way. It is the safety
+net for an event lost on its way, or one Airflow left out of every run (an
+asset event that arrives after a run was queued and before it was created is
+consumed by the next run only, and there may be no next one). Triggered by hand
+with no conf, the DAG sweeps too.
 
 With `both` routes on, the pipeline's claim makes sure a file is processed
 once whichever route starts it.
@@ -22,11 +31,11 @@ once whichever route starts it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, Asset, AssetWatcher, task
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, DeltaTriggerTimetable, task
 
 from clean_zone import config
 from clean_zone.airflow_glue import trigger_tasks as steps
@@ -56,7 +65,13 @@ if settings.trigger_route in ("events", "both"):
         dag_id="clean_zone_s3_events",
         description="Start file runs for the objects created, from S3 event notifications via SQS",
         doc_md=__doc__,
-        schedule=[landing_events],
+        # Also on a timer: a run with no events sweeps landing/ for files an event never handed over.
+        schedule=AssetOrTimeSchedule(
+            timetable=DeltaTriggerTimetable(timedelta(minutes=settings.landing_sweep_minutes)),
+            assets=landing_events,
+        )
+        if settings.landing_sweep_minutes > 0
+        else [landing_events],
         start_date=datetime(2026, 1, 1),
         catchup=False,
         # One run at a time: asset events that arrive meanwhile queue up and the next run takes them

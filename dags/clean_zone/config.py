@@ -150,6 +150,12 @@ class Settings:
         "route not chosen is not generated.",
         parse_time=True,
     )
+    landing_sweep_minutes: float = _setting(
+        5.0,
+        "Events route: every this many minutes clean_zone_s3_events also hands over the files that have "
+        "waited in landing/ longer than this without a run (an event lost or left behind); 0 turns it off.",
+        parse_time=True,
+    )
     burst_max_files: int = _setting(
         100, "Bursts: most files one burst run takes (N); the rest go to following runs.", parse_time=True
     )

@@ -86,6 +86,38 @@ def test_s3_event_notifications_start_the_pipeline_with_decoded_keys(run_dag, s3
     assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/q3 report+final.csv"]
 
 
+def test_a_run_without_events_sweeps_landing_for_files_no_event_handed_over(
+    run_dag, s3, provisioned, monkeypatch
+):
+    # An event Airflow never handed to a run (or one lost on its way): the file sits in landing/
+    # with nothing coming for it. The timed run, which has no events, hands it over.
+    clear_pipeline_runs()
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_LANDING_SWEEP_MINUTES", "0.5")  # 30 s
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_BURST_WINDOW_SECONDS", "0")
+    drop(s3, provisioned, "stranded.csv", GOOD_CSV)
+    drop(s3, provisioned, "folder/", b"")  # a folder marker is never a file
+    time.sleep(31)
+    drop(s3, provisioned, "just-landed.csv", GOOD_CSV)  # its event may still be on its way: left alone
+
+    result = run_dag("clean_zone_s3_events")
+
+    assert result.state == "success"
+    triggered = result.xcom["read_s3_events"]
+    assert [t["conf"]["key"] for t in triggered] == ["landing/stranded.csv"]
+    assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/stranded.csv"]
+
+    # Once claimed (moved to processing/ by its run), a file is not handed over again.
+    from tests.e2e.conftest import _load_dag
+
+    _load_dag(PIPELINE).test(run_conf={"key": "landing/stranded.csv"})
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_LANDING_SWEEP_MINUTES", "0.01")  # now both are "old"
+    again = run_dag("clean_zone_s3_events")
+    assert [t["conf"]["key"] for t in again.xcom["read_s3_events"]] == ["landing/just-landed.csv"]
+
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_LANDING_SWEEP_MINUTES", "0")  # off
+    assert run_dag("clean_zone_s3_events").xcom["read_s3_events"] == []
+
+
 def test_a_failed_run_cleared_and_rerun_finishes_the_same_file(
     run_dag, s3, provisioned, alerts_inbox, monkeypatch
 ):

@@ -11,6 +11,8 @@ the uploads, so a file is handed over once however often it is seen.
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clean_zone import burst, config, events
@@ -19,6 +21,8 @@ from clean_zone.burst import Arrival
 from clean_zone.events import pipeline_note, pipeline_run_id
 from clean_zone.keys import display_key, is_folder_marker
 from clean_zone.lifecycle import Lifecycle
+
+log = logging.getLogger(__name__)
 
 PIPELINE_DAG = "clean_zone_file_pipeline"
 BURST_DAG = "clean_zone_file_burst"
@@ -60,25 +64,38 @@ def landing_has_files(files: list[dict[str, Any]], **_context: Any) -> bool:
 def list_landing_files() -> list[dict[str, Any]]:
     """The landing prefix's files (oldest first, folder markers left out), as pipeline triggers."""
     settings = config.load()
-    store = object_store(settings)
+    return dispatch(_landing_arrivals(settings), settings)
+
+
+def _landing_arrivals(settings: config.Settings, landed_before: datetime | None = None) -> list[Arrival]:
+    """Files in landing/ (oldest first, folder markers left out; only those landed before a time)."""
     found = [
-        info for info in store.list_keys(settings.landing_prefix) if not is_folder_marker(info.key, info.size)
+        info
+        for info in object_store(settings).list_keys(settings.landing_prefix)
+        if not is_folder_marker(info.key, info.size)
+        and (
+            landed_before is None
+            or (info.last_modified is not None and datetime.fromisoformat(info.last_modified) < landed_before)
+        )
     ]
     found.sort(key=lambda info: (info.last_modified or "", info.key))
-    arrivals = [Arrival(settings.bucket, i.key, i.etag, i.last_modified) for i in found[:MAX_FILES_PER_CYCLE]]
-    return dispatch(arrivals, settings)
+    return [Arrival(settings.bucket, i.key, i.etag, i.last_modified) for i in found[:MAX_FILES_PER_CYCLE]]
 
 
 def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
     """Pipeline triggers for the objects created in the delivered S3 event notifications.
 
     Messages come from the Asset watcher's events or, for a replay by hand,
-    from the run's conf ``{"messages": [<SQS message>, ...]}``.
+    from the run's conf ``{"messages": [<SQS message>, ...]}``. A run with no
+    messages (the timed run, every ``clean_zone_landing_sweep_minutes``) sweeps
+    instead: files that waited in landing/ longer than that get their runs.
     """
     settings = config.load()
     messages = events.messages_from_asset_events(
         event for asset_events in context["triggering_asset_events"].values() for event in asset_events
     ) or list((context["dag_run"].conf or {}).get("messages", []))
+    if not messages:
+        return sweep_landing(settings)
     created = events.objects_created(messages, settings.bucket, settings.landing_prefix)
     # An upload the watcher's run already claimed gets no second run (one that would only skip, green).
     lifecycle = Lifecycle(object_store(settings), settings)
@@ -91,3 +108,31 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
         marker = f"{item.event_time}/{item.etag}"
         arrivals.append(Arrival(item.bucket, item.key, etag, item.event_time, marker, item.version_id))
     return dispatch(arrivals, settings)
+
+
+def sweep_landing(settings: config.Settings) -> list[dict[str, Any]]:
+    """Triggers for files that waited in landing/ longer than the sweep interval without a run.
+
+    The safety net under the events route: an S3 event lost on its way, or one Airflow left out of
+    every run (an asset event that arrives after its run was queued and before it was created is
+    consumed only by the next run, and there may be no next one). Claims make a second hand-over
+    of a file a no-op, so sweeping a file whose run is merely late costs a skipped run, never a
+    second processing.
+    """
+    if settings.landing_sweep_minutes <= 0:
+        return []
+    cutoff = datetime.now(UTC) - timedelta(minutes=settings.landing_sweep_minutes)
+    lifecycle = Lifecycle(object_store(settings), settings)
+    stranded = [
+        arrival
+        for arrival in _landing_arrivals(settings, landed_before=cutoff)
+        if not lifecycle.already_claimed(arrival.key, arrival.etag, None)
+    ]
+    if stranded:
+        log.warning(
+            "%d file(s) waited in %s over %s min without a run; handing them over now",
+            len(stranded),
+            settings.landing_prefix,
+            settings.landing_sweep_minutes,
+        )
+    return dispatch(stranded, settings)

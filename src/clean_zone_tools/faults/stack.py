@@ -20,9 +20,11 @@ from clean_zone_tools.devstack.harness import Stack, running_stack
 from clean_zone_tools.faults.proxy import FaultSwitch
 
 # Fast retries, so an outage longer than the retry budget is a minute, not an hour; alerts SNS
-# refused are sent again every minute rather than every five.
+# refused are sent again every minute, and landing/ is swept for files no event handed over every
+# two, rather than every five.
 SUITE_SETTINGS = {
     "AIRFLOW_VAR_CLEAN_ZONE_ALERT_REDELIVERY_MINUTES": "1",
+    "AIRFLOW_VAR_CLEAN_ZONE_LANDING_SWEEP_MINUTES": "2",
     "AIRFLOW_VAR_CLEAN_ZONE_RETRY_INTERVAL_SECONDS": "2",
     "AIRFLOW_VAR_CLEAN_ZONE_RETRY_BACKOFF_RATE": "1.5",
     "AIRFLOW_VAR_CLEAN_ZONE_RETRY_MAX_ATTEMPTS": "3",
