@@ -8,10 +8,13 @@ files alone never start anything.
 
 1. **resume_or_wait_for_manifest**: a re-run of a run that already took a
    manifest goes straight back to it; otherwise:
-2. **wait_for_manifest** (deferrable S3KeySensor on `manifests/*`, folder
-   markers excluded) waits in the triggerer until a manifest arrives;
-3. **take_manifest** moves the oldest waiting manifest to `processing/` and
-   hands its record to the steps that need it;
+2. **wait_for_manifest** (a deferrable S3KeySensor on `manifests/*`, folder
+   markers excluded) waits in the triggerer until a manifest arrives, then
+   takes the oldest one no other run has taken (moved to `processing/`; a
+   conditional put on a record of that very upload decides between runs that
+   see it at the same moment, and the runs that lose go back to waiting);
+3. **take_manifest** hands this run's manifest record to the steps that need
+   it;
 4. **read_manifest** checks it against the JSON Schema and the rules a schema
    cannot express. A bad manifest is quarantined with a report naming every
    problem (one alert); a manifest whose batch id another run already took is
@@ -34,17 +37,26 @@ files alone never start anything.
    the outputs in `processed/batches/<batch_id>/`, or quarantines the batch if a
    file was refused.
 
-**How it is triggered:** continuously (`@continuous`, one active run): each run
-waits for one manifest, so batches are processed one after another. A run that
+**How it is triggered:** every minute a run is started (`schedule`, no
+catchup) while fewer than `clean_zone_batch_max_parallel_batches` runs (default
+4, `max_active_runs`) are active. Each run waits for, and takes, one manifest,
+so that many batches are in flight side by side: while a large batch is
+verified, another run takes a small manifest that arrived after it and
+finishes it. When a run ends, a new one is waiting within a minute. A run that
 sees no manifest for `clean_zone_sensor_timeout_seconds` ends as skipped.
+
+Why not `@continuous`: Airflow allows it only with one active run, which is
+what held a small batch behind a large one. Why not one Asset-triggered run
+per manifest: that needs S3 event notifications for `manifests/` (a queue and
+a watcher); the sensor needs nothing but the bucket, here and on MWAA, and
+waiting runs cost a trigger each, not a worker slot.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, DeltaTriggerTimetable, task
 
 from clean_zone import config, keys
 from clean_zone.airflow_glue import batch_tasks as steps
@@ -52,20 +64,22 @@ from clean_zone.airflow_glue.dag_defaults import default_args
 
 settings = config.load_for_parsing()
 parallel = settings.batch_max_parallel_verifications
+# How soon a new run starts waiting once one ends: the scheduler creates none beyond max_active_runs.
+START_A_RUN_EVERY = DeltaTriggerTimetable(timedelta(minutes=1))
 
 with DAG(
     dag_id="clean_zone_manifest_batch",
     description="Wait for a batch manifest, verify every listed file, then process the batch as one",
     doc_md=__doc__,
-    schedule="@continuous",
+    schedule=START_A_RUN_EVERY,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=settings.batch_max_parallel_batches,
     default_args=default_args(settings, object_task_id=steps.TAKE_TASK),
     tags=["clean-zone", "s3", "manifest", "batch"],
 ):
     resume_or_wait = task.branch(steps.resume_or_wait_for_manifest, task_id=steps.RESUME_TASK)()
-    wait_for_manifest = S3KeySensor(
+    wait_for_manifest = steps.ManifestSensor(
         task_id=steps.SENSOR_TASK,
         aws_conn_id=settings.aws_conn_id,
         bucket_name=config.variable_template("bucket", settings.bucket),

@@ -15,6 +15,7 @@ an earlier try left them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import posixpath
 import re
@@ -79,7 +80,7 @@ class BatchProcessor:
         return sorted(found, key=lambda i: (i.last_modified or "", i.key))
 
     def take_manifest(self, run_id: str) -> TakenManifest | None:
-        """This run's manifest: the one it took before (a re-run), or the oldest waiting; None if none."""
+        """This run's manifest: the one it took before (a re-run), else the oldest no run has taken."""
         earlier = self.run_record(run_id)
         if earlier is not None:
             if earlier.outcome is None:
@@ -87,28 +88,66 @@ class BatchProcessor:
             log.info("run %s resumes its manifest %s", run_id, earlier.key)
             return earlier
         for info in self.pending_manifests():
-            held = self.layout.held_manifest(run_id, info.key)
-            taken = TakenManifest(
-                self.store.bucket, info.key, held, run_id, self.clock(), location=self.store.url(held)
-            )
-            # The record first: a retry after a crash mid-move must find what this run took.
-            self.store.put_json(self.layout.run_record(run_id), taken.to_dict())
-            try:
-                self.store.move(info.key, held)
-            except ObjectMissing:
-                log.info("%s was taken by another run a moment ago; trying the next", info.key)
-                continue
-            log.info("took manifest %s (held at %s)", info.key, held)
-            return taken
-        if self.store.head(self.layout.run_record(run_id)) is not None:
-            self.store.delete(self.layout.run_record(run_id))
+            taken = self._take(info.key, run_id)
+            if taken is not None:
+                log.info("took manifest %s (held at %s)", taken.key, taken.held_key)
+                return taken
         return None
+
+    def _take(self, key: str, run_id: str) -> TakenManifest | None:
+        """Take the upload now at ``key`` for ``run_id``; None if another run has it or it is gone.
+
+        Several runs wait at once and all see the same new manifest: a move (copy, then delete)
+        cannot tell two takers apart, so a conditional put on a record of this very upload decides.
+        """
+        current = self.store.head(key)
+        if current is None:
+            log.info("%s was moved on by another run a moment ago; trying the next", key)
+            return None
+        # "null" is the one version of a bucket whose versioning is suspended: not this upload's own.
+        version = current.version_id if current.version_id not in {None, "null"} else None
+        take_key = self.layout.manifest_take(key, version or _unversioned_token(current))
+        record = {"manifest_key": key, "version_id": version, "etag": current.etag}
+        record |= {"run_id": run_id, "at": now_iso(self.clock())}
+        if not self.store.put_json(take_key, record, if_absent=True):
+            owner = self.store.get_json(take_key).get("run_id")
+            if owner != run_id:
+                log.info("%s was taken by run %s; trying the next", key, owner)
+                return None
+            # Ours: an earlier try of this run won the take and died before its run record.
+        held = self.layout.held_manifest(run_id, key)
+        taken = TakenManifest(
+            self.store.bucket,
+            key,
+            held,
+            run_id,
+            self.clock(),
+            location=self.store.url(held),
+            version_id=version,
+        )
+        # The record before the move: a retry after a crash mid-move must find what this run took.
+        self.store.put_json(self.layout.run_record(run_id), taken.to_dict())
+        try:
+            self.store.move(key, held, version_id=version)
+        except ObjectMissing:
+            # Withdrawn by the partner between the look and the move (an unversioned bucket).
+            log.info("%s was deleted before it could be moved; trying the next", key)
+            self.store.delete(self.layout.run_record(run_id))
+            self.store.delete(take_key)
+            return None
+        if version is None:
+            # Without versions the record names the upload by ETag and time, which the same bytes
+            # uploaded again within the second repeat: kept, it would hide that upload for good.
+            # Released once the key is empty, it is a lock: a run that wins it later finds the
+            # key empty or holding a newer upload, never this one.
+            self.store.delete(take_key)
+        return taken
 
     def _ensure_held(self, taken: TakenManifest) -> None:
         if self.store.head(taken.held_key) is not None:
             return
-        if self.store.head(taken.key) is not None:
-            self.store.move(taken.key, taken.held_key)
+        if self.store.head(taken.key, version_id=taken.version_id) is not None:
+            self.store.move(taken.key, taken.held_key, version_id=taken.version_id)
             return
         raise BatchStateError(
             f"run {taken.run_id} took {taken.key} but it is neither there nor at {taken.held_key}",
@@ -473,6 +512,11 @@ class BatchProcessor:
         with ThreadPoolExecutor(max_workers=min(MOVE_WORKERS, len(moves))) as pool:
             # list() re-raises the first error: a failed move fails the step (and is retried).
             list(pool.map(lambda pair: self.store.move(*pair), moves))
+
+
+def _unversioned_token(info: ObjectInfo) -> str:
+    """Names an upload without a version id as nearly as S3 allows: its ETag and upload time."""
+    return hashlib.sha256(f"{info.etag}|{info.last_modified}".encode()).hexdigest()[:32]
 
 
 def _hashed(chunks: Iterable[bytes], hasher: Any) -> Iterator[bytes]:

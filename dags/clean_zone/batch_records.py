@@ -48,6 +48,7 @@ class TakenManifest:
     location: str = ""  # s3:// URL of where it is now
     reason: str | None = None
     message: str | None = None
+    version_id: str | None = None  # the upload taken (a versioned bucket); a later one is not this run's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

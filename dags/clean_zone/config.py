@@ -182,6 +182,11 @@ class Settings:
     batch_max_parallel_verifications: int = _setting(
         16, "Batch pipeline: how many files are verified at once (mapped task concurrency).", parse_time=True
     )
+    batch_max_parallel_batches: int = _setting(
+        4,
+        "Batch pipeline: how many manifests are in flight at once (active runs, each with one batch).",
+        parse_time=True,
+    )
 
     @property
     def account_id(self) -> str:
@@ -230,8 +235,17 @@ def _convert(name: str, kind: str, raw: str) -> Any:
     return text
 
 
+# Counts that bound work: zero would stall it (no run, no chunk, no file at a time).
+_AT_LEAST_ONE = (
+    "burst_max_files",
+    "burst_chunk_files",
+    "burst_max_parallel_chunks",
+    "batch_max_parallel_batches",
+)
+
+
 def _check_bursts(settings: Settings) -> None:
-    for name in ("burst_max_files", "burst_chunk_files", "burst_max_parallel_chunks"):
+    for name in _AT_LEAST_ONE:
         if getattr(settings, name) < 1:
             raise ConfigError(f"{variable_name(name)} must be at least 1, got {getattr(settings, name)}")
     if settings.burst_window_seconds < 0:

@@ -161,6 +161,11 @@ class BatchLayout:
     def run_record(self, run_id: str) -> str:
         return f"{self.settings.state_prefix}batch-runs/{run_slug(run_id)}.json"
 
+    def manifest_take(self, manifest_key: str, upload: str) -> str:
+        """The record that one upload of a manifest was taken by one run (``upload``: its version)."""
+        digest = hashlib.sha256(manifest_key.encode()).hexdigest()
+        return f"{self.settings.state_prefix}manifest-takes/{digest}/{upload}.json"
+
     def batch_claim(self, batch_id: str) -> str:
         return f"{self.settings.state_prefix}batches/{batch_id}.json"
 

@@ -236,22 +236,10 @@ class Lifecycle:
         )
         version = info.version_id
         if key != target:
-            version = self._move_version(key, info.version_id, target).version_id
+            version = self.store.move(key, target, version_id=info.version_id).version_id
         return Claim(
             self.store.bucket, key, rel, info.size, info.etag, run_id, self.store.url(target), version
         )
-
-    def _move_version(self, source: str, version_id: str | None, target: str) -> ObjectInfo:
-        """Move one version of ``source`` to ``target``; delete the source only while it shows that version.
-
-        A newer upload to ``source`` (its own version, its own run) is never
-        hidden behind a delete marker, nor moved in this one's place.
-        """
-        copied = self.store.copy(source, target, version_id=version_id)
-        current = self.store.head(source)
-        if current is not None and (version_id is None or current.version_id == version_id):
-            self.store.delete(source)
-        return copied
 
     def _resume_elsewhere(self, key: str, rel: str, run_id: str) -> tuple[ClaimOutcome, Claim | None]:
         """The key is gone: a retry of our own claim finds the file already moved on."""
@@ -374,7 +362,7 @@ class Lifecycle:
             self.store.put_json(sidecar, document)
         if source is not None:
             try:
-                version = self._move_version(source, version, target).version_id
+                version = self.store.move(source, target, version_id=version).version_id
             except ObjectMissing:
                 if reason is not None:
                     self.store.delete(sidecar)

@@ -240,8 +240,16 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as error:
             _fail("delete", self.bucket, key, error)
 
-    def move(self, source_key: str, target_key: str) -> ObjectInfo:
-        """Copy, confirm, then delete the source: the object is never only in flight."""
-        copied = self.copy(source_key, target_key)
+    def move(self, source_key: str, target_key: str, *, version_id: str | None = None) -> ObjectInfo:
+        """Copy, confirm, then delete the source: the object is never only in flight.
+
+        ``version_id`` moves that version of the source, and deletes the source only while it still
+        shows that version: a newer upload to the key is never hidden behind a delete marker.
+        """
+        copied = self.copy(source_key, target_key, version_id=version_id)
+        if version_id is not None:
+            current = self.head(source_key)
+            if current is None or current.version_id != version_id:
+                return copied
         self.delete(source_key)
         return copied

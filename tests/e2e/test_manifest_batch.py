@@ -383,21 +383,90 @@ def test_reuploaded_manifest_does_not_process_the_batch_twice(
     assert alerts_inbox.receive(wait_seconds=1) == []
 
 
-def test_data_files_alone_never_start_a_batch_only_a_manifest_does(aws_env, s3, provisioned, airflow_db):
-    # The DAG's own sensor, poked against moto. (dag.test() runs a deferred trigger until its first
-    # event and ignores its timeout, so "no manifest" cannot be a dag.test() run.)
+def manifest_sensor(settings: Any) -> Any:
+    """The DAG's own manifest sensor, to poke against moto. (dag.test() runs a deferred trigger until
+    its first event and ignores its timeout, so "no manifest" cannot be a dag.test() run.)"""
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=str(DAGS), safe_mode=True).dags[PIPELINE]
+    dag = DagBag(dag_folder=str(DAGS / f"{PIPELINE}.py"), safe_mode=True).dags[PIPELINE]
     sensor = dag.get_task("wait_for_manifest")
-    sensor.bucket_name = provisioned.bucket  # rendered from the Variable template at run time
+    sensor.bucket_name = settings.bucket  # rendered from the Variable template at run time
+    return sensor
+
+
+def test_data_files_alone_never_start_a_batch_only_a_manifest_does(aws_env, s3, provisioned, airflow_db):
+    sensor = manifest_sensor(provisioned)
     upload_files(s3, provisioned, "acme-0919", GOOD)
     s3.put_object(Bucket=provisioned.bucket, Key="manifests/", Body=b"")  # folder markers, as the
     s3.put_object(Bucket=provisioned.bucket, Key="manifests/acme/", Body=b"")  # S3 console makes them
-    assert sensor.poke({}) is False
+    assert sensor.poke({"run_id": RUN_BIG}) is False
 
     upload_manifest(s3, provisioned, "acme/acme-0919.json", manifest_for("acme-0919", GOOD))
-    assert sensor.poke({}) is True
+    assert sensor.poke({"run_id": RUN_BIG}) is True
+    # The sensor is done only because this run took the manifest: no other run can have it now.
+    assert keys(s3, provisioned.bucket, "manifests/") == {"manifests/", "manifests/acme/"}
+    assert sensor.poke({"run_id": "scheduled__2026-09-19T06:01:00+00:00"}) is False
+
+
+RUN_BIG = "scheduled__2026-09-19T06:00:00+00:00"
+BIG = {f"orders/part-{i:02}.csv": csv_body(f"p{i}", 200) for i in range(6)}
+
+
+def test_a_small_batch_is_finished_while_a_large_one_taken_before_it_is_still_being_verified(
+    run_dag, s3, provisioned, alerts_inbox, short_window
+):
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import set_current_context
+
+    from clean_zone.airflow_glue import batch_tasks as steps
+
+    bucket = provisioned.bucket
+    upload_files(s3, provisioned, "acme-big", BIG)
+    upload_manifest(s3, provisioned, "acme-big.json", manifest_for("acme-big", BIG))
+    small = {"customers.csv": GOOD["customers.csv"]}
+    upload_files(s3, provisioned, "acme-small", small)
+    upload_manifest(s3, provisioned, "acme-small.json", manifest_for("acme-small", small))
+
+    # The large batch's run, as a worker runs its tasks, stopped after its first file's verification.
+    big_run = {"run_id": RUN_BIG, "ti": SimpleNamespace(try_number=1)}
+    assert manifest_sensor(provisioned).poke(big_run) is True
+    taken = steps.take_manifest(**big_run)
+    assert taken["key"] == "manifests/acme-big.json"  # the oldest
+    batch = steps.read_manifest(taken)
+    listed = steps.wait_for_listed_files(
+        taken, "acme-big", batch["files"], batch["deadline"], batch["verified"]
+    )
+    assert listed.is_done
+    with set_current_context(big_run):  # type: ignore[arg-type]
+        checks = [steps.verify_file(listed.xcom_value[0], "acme-big", batch["verified"])]
+
+    # Meanwhile another run of the DAG, with its real sensor, takes the small manifest and finishes it.
+    other = run_dag(PIPELINE)
+
+    assert other.state == "success", other
+    assert other.xcom["take_manifest"]["key"] == "manifests/acme-small.json"
+    assert read_json(s3, bucket, "processed/batches/acme-small/summary.json")["files"] == 1
+    assert keys(s3, bucket, "processed/batches/acme-big/") == set()  # still in flight
+    assert keys(s3, bucket, "_state/batches/") == {"_state/batches/acme-small.json"}
+    assert keys(s3, bucket, "manifests/") == set()
+
+    # The large batch's run carries on where it was and finishes its own batch, once.
+    with set_current_context(big_run):  # type: ignore[arg-type]
+        checks += [steps.verify_file(f, "acme-big", batch["verified"]) for f in listed.xcom_value[1:]]
+        steps.accept_or_quarantine_batch(checks, taken, "acme-big", listed.xcom_value)
+        results = [steps.process_file(f, taken, "acme-big", **big_run) for f in listed.xcom_value]
+    summary = steps.finish_batch(results, taken, "acme-big", listed.xcom_value)
+
+    assert summary["files"] == len(BIG)
+    assert summary["run_id"] == RUN_BIG
+    assert read_json(s3, bucket, "processed/batches/acme-big/summary.json")["rows"] == 200 * len(BIG)
+    assert keys(s3, bucket, "batches/") == set()
+    assert keys(s3, bucket, "processing/") == set()
+    assert keys(s3, bucket, "duplicates/") == set()
+    assert keys(s3, bucket, "quarantine/") == set()
+    assert len(keys(s3, bucket, "_state/manifest-takes/")) == 2  # one take per manifest
+    assert alerts_inbox.receive(wait_seconds=1) == []
 
 
 def _run_again(dag_id: str, logical_date: Any) -> tuple[str, dict[str, str]]:

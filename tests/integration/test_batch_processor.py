@@ -8,7 +8,9 @@ import gzip
 import hashlib
 import io
 import json
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -130,6 +132,81 @@ def test_a_take_interrupted_between_record_and_move_is_finished_by_the_retry(bat
     assert again == taken
     assert store.head(taken.held_key) is not None
     assert store.head(taken.key) is None
+
+
+def versioned(store: ObjectStore) -> None:
+    store.client.put_bucket_versioning(Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+@pytest.mark.parametrize("with_versions", [True, False], ids=["versioned", "unversioned"])
+def test_runs_racing_for_the_same_manifests_take_each_exactly_once(batches, store, with_versions):
+    if with_versions:
+        versioned(store)
+    names = [f"manifests/m{i}.json" for i in range(3)]
+    for name in names:
+        store.put_bytes(name, b"{}")
+    runs = [f"run-{i}" for i in range(8)]
+    start = threading.Barrier(len(runs))
+
+    def take(run_id: str) -> Any:
+        start.wait()  # every run looks at once, as sensors woken by the same manifests do
+        return batches.take_manifest(run_id)
+
+    with ThreadPoolExecutor(len(runs)) as pool:
+        results = list(pool.map(take, runs))
+
+    taken = [t for t in results if t is not None]
+    assert sorted(t.key for t in taken) == names  # each one taken, none twice
+    assert len({t.run_id for t in taken}) == len(names)
+    assert len(keys(store, "processing/manifests/")) == len(names)
+    assert keys(store, "manifests/") == set()
+    losers = {r for r, t in zip(runs, results, strict=True) if t is None}
+    assert all(batches.run_record(r) is None for r in losers)
+
+
+def test_a_manifest_another_run_is_taking_is_left_to_it(batches, store):
+    versioned(store)
+    put_manifest(store, "a.json", b"{}")
+    put_manifest(store, "b.json", b"{}")
+    upload = store.head("manifests/a.json")
+    assert upload is not None and upload.version_id
+    # Another run won a.json's take a moment ago and has not moved it yet.
+    take = BatchLayout(batches.settings).manifest_take(upload.key, upload.version_id)
+    store.put_json(take, {"run_id": "other"})
+
+    taken = batches.take_manifest(RUN)
+
+    assert taken is not None and taken.key == "manifests/b.json"
+    assert taken.version_id is not None
+    assert keys(store, "manifests/") == {"manifests/a.json"}
+
+
+def test_a_manifest_uploaded_again_under_the_same_name_is_a_new_take(batches, store):
+    versioned(store)
+    put_manifest(store, "a.json", b"{}")
+    first = batches.take_manifest(RUN)
+    put_manifest(store, "a.json", b"{}")  # the same bytes, a new upload
+
+    second = batches.take_manifest("another-run")
+
+    assert first is not None and second is not None
+    assert second.key == first.key
+    assert second.version_id != first.version_id
+    assert keys(store, "manifests/") == set()
+
+
+def test_a_take_keeps_a_newer_upload_of_the_same_name_in_place(batches, store):
+    versioned(store)
+    put_manifest(store, "a.json", b'{"first": 1}')
+    upload = store.head("manifests/a.json")
+    assert upload is not None
+    put_manifest(store, "a.json", b'{"second": 2}')  # the partner replaced it before the move
+    held = BatchLayout(batches.settings).held_manifest(RUN, "manifests/a.json")
+
+    store.move("manifests/a.json", held, version_id=upload.version_id)
+
+    assert store.read_bytes(held, 100) == b'{"first": 1}'
+    assert store.read_bytes("manifests/a.json", 100) == b'{"second": 2}'  # not hidden by a delete
 
 
 def test_a_bad_manifest_is_quarantined_with_a_report_and_the_outcome_recorded(batches, store):

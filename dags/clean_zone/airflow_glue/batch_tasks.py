@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import PokeReturnValue, get_current_context
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+from airflow.sdk import Context, PokeReturnValue, get_current_context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from clean_zone import config
@@ -66,8 +69,33 @@ def resume_or_wait_for_manifest(**context: Any) -> str:
     return TAKE_TASK if earlier is not None else SENSOR_TASK
 
 
+class ManifestSensor(S3KeySensor):
+    """The deferrable S3KeySensor on the manifests prefix, done only once this run has taken a manifest.
+
+    Several runs wait at once and every one's trigger fires for a new manifest; exactly one takes it
+    (a conditional put decides), and the others look again a poke interval later (in the triggerer,
+    holding no worker slot) instead of ending with nothing to do.
+    """
+
+    def poke(self, context: Context) -> bool:
+        return bool(super().poke(context)) and _take(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        super().execute_complete(context, event)  # raises on the trigger's error event
+        if not _take(context):
+            pause = TimeDeltaTrigger(timedelta(seconds=self.poke_interval))
+            self.defer(trigger=pause, method_name="look_again")
+
+    def look_again(self, context: Context, event: Any = None) -> None:
+        self.execute(context)
+
+
+def _take(context: Context) -> bool:
+    return _processor().take_manifest(context["run_id"]) is not None
+
+
 def take_manifest(**context: Any) -> dict[str, Any]:
-    """Move the oldest waiting manifest out of the manifests prefix; this run owns it now."""
+    """Hand on this run's manifest: the one its sensor (or, before a clear, an earlier try) took."""
     taken = _processor().take_manifest(context["run_id"])
     if taken is None:
         raise AirflowSkipException("no manifest is waiting (another run took it, or the sensor timed out)")
