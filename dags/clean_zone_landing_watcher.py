@@ -51,7 +51,6 @@ if settings.trigger_route in ("sensor", "both"):
             bucket_name=config.variable_template("bucket", settings.bucket),
             bucket_key=keys.files_pattern(settings.landing_prefix),
             wildcard_match=True,
-            check_fn=steps.landing_has_files,
             deferrable=True,
             poke_interval=settings.sensor_poke_interval_seconds,
             timeout=settings.sensor_timeout_seconds,

@@ -40,14 +40,18 @@ def sensor_route(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_watcher_waits_deferred_for_a_file_and_starts_one_run_per_file(
-    run_dag, s3, provisioned, sensor_route
+    run_dag, s3, provisioned, sensor_route, monkeypatch
 ):
     clear_pipeline_runs()
+    # Soft-failing (skipped) after 60 s, rather than hanging, if the upload never wakes it.
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_SENSOR_TIMEOUT_SECONDS", "60")
     s3.put_object(Bucket=provisioned.bucket, Key="landing/folder/", Body=b"")  # never wakes the sensor
 
     def partner_uploads_later() -> None:
         time.sleep(2)
-        drop(s3, provisioned, "late.csv", GOOD_CSV)
+        # In a sub-folder: the provider's trigger lists only the top level for a check_fn, so
+        # the watcher has none (its pattern leaves folder markers out).
+        drop(s3, provisioned, "partner/late.csv", GOOD_CSV)
 
     uploader = threading.Thread(target=partner_uploads_later)
     uploader.start()
@@ -59,7 +63,7 @@ def test_watcher_waits_deferred_for_a_file_and_starts_one_run_per_file(
     assert time.monotonic() - started >= 2  # it really waited for the upload
     assert result.tasks["wait_for_landing_file"] == "success"
     runs = pipeline_runs()
-    assert [conf["key"] for conf in runs.values()] == ["landing/late.csv"]
+    assert [conf["key"] for conf in runs.values()] == ["landing/partner/late.csv"]
 
     again = run_dag("clean_zone_landing_watcher")  # the file is still there: the sensor fires again
 

@@ -56,11 +56,6 @@ def dispatch(arrivals: list[Arrival], settings: config.Settings) -> list[dict[st
     return triggers
 
 
-def landing_has_files(files: list[dict[str, Any]], **_context: Any) -> bool:
-    """S3KeySensor check: at least one real file (folder markers do not count)."""
-    return any(not is_folder_marker(str(f.get("Key", "")), int(f.get("Size") or 0)) for f in files)
-
-
 def list_landing_files() -> list[dict[str, Any]]:
     """The landing prefix's files (oldest first, folder markers left out), as pipeline triggers."""
     settings = config.load()
