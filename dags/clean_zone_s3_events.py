@@ -80,7 +80,8 @@ if settings.trigger_route in ("events", "both"):
         default_args=default_args(settings, object_task_id=None),
         tags=["clean-zone", "s3", "sqs", "event-driven"],
     ):
-        triggers = task(steps.s3_event_triggers, task_id="read_s3_events")()
+        # The asset as an inlet too: the task reads the events that arrive after its run was queued.
+        triggers = task(steps.s3_event_triggers, task_id="read_s3_events", inlets=[landing_events])()
         TriggerDagRunOperator.partial(
             task_id="start_file_pipeline",
             skip_when_already_exists=True,

@@ -28,6 +28,8 @@ PIPELINE_DAG = "clean_zone_file_pipeline"
 BURST_DAG = "clean_zone_file_burst"
 # One watcher cycle hands over at most this many files; the next cycle picks up the rest.
 MAX_FILES_PER_CYCLE = 2000
+# Asset events (10 messages each at most) one events run takes beyond its own; the rest wait.
+MAX_LATER_EVENTS = MAX_FILES_PER_CYCLE // 10
 
 
 def dispatch(arrivals: list[Arrival], settings: config.Settings) -> list[dict[str, Any]]:
@@ -86,9 +88,12 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
     instead: files that waited in landing/ longer than that get their runs.
     """
     settings = config.load()
-    messages = events.messages_from_asset_events(
-        event for asset_events in context["triggering_asset_events"].values() for event in asset_events
-    ) or list((context["dag_run"].conf or {}).get("messages", []))
+    delivered = [event for batch in context["triggering_asset_events"].values() for event in batch]
+    if delivered:
+        delivered += _events_left_for_the_next_run(context)
+    messages = events.messages_from_asset_events(delivered) or list(
+        (context["dag_run"].conf or {}).get("messages", [])
+    )
     if not messages:
         return sweep_landing(settings)
     created = events.objects_created(messages, settings.bucket, settings.landing_prefix)
@@ -103,6 +108,19 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
         marker = f"{item.event_time}/{item.etag}"
         arrivals.append(Arrival(item.bucket, item.key, etag, item.event_time, marker, item.version_id))
     return dispatch(arrivals, settings)
+
+
+def _events_left_for_the_next_run(context: dict[str, Any]) -> list[Any]:
+    """Asset events that arrived after this run was queued, which Airflow leaves to the next run.
+
+    The scheduler gives a run the events up to the moment its first event queued it
+    (``AssetEvent.timestamp <= triggered_date``); those that arrive while it waits to be created
+    belong to no run until another event queues the next one, and at the end of a burst none
+    does. This run takes them too. If a next run comes, it hands the same files over again under
+    the same run ids, so nothing starts twice.
+    """
+    later = context["inlet_events"][0].after(context["dag_run"].run_after).limit(MAX_LATER_EVENTS)
+    return list(later)
 
 
 def sweep_landing(settings: config.Settings) -> list[dict[str, Any]]:
