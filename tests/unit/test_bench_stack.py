@@ -68,7 +68,7 @@ def test_table_aligns_columns() -> None:
 
 
 def _timing(first: float | None, done: float | None) -> sb.FileTiming:
-    return sb.FileTiming("landing/x.csv", 0.0, first, done)
+    return sb.FileTiming("landing/x.csv", 0.0, None if first is None else first / 2, first, done)
 
 
 def test_latency_row_and_its_targets() -> None:
@@ -76,6 +76,7 @@ def test_latency_row_and_its_targets() -> None:
     row = latency.summarise("events", timings, running=[0, 0, 0], deferred=[0, 0, 0])
     assert row["files"] == 3  # a file whose run was not seen is not a latency
     assert (row["first task p50 s"], row["max s"], row["done p50 s"]) == (2.0, 2.5, 5.0)
+    assert row["run queued p50 s"] == 1.0
     assert row["target"] == "met"
     slow = latency.summarise("events", [_timing(7.0, 9.0)], running=[1, 0], deferred=[0, 0])
     assert slow["target"] == "MISSED p50 < 3 s, p95 < 6 s, 0 slots"

@@ -176,6 +176,7 @@ def run_for_key(stack: SuiteStack, key: str) -> tuple[str, dict[str, Any]] | Non
 class FileTiming:
     key: str
     put_at: float  # when PutObject returned (seconds since the epoch, this machine's clock)
+    queued: float | None = None  # seconds from put_at until the run that takes the file was queued
     first_task: float | None = None  # seconds from put_at to the run's first task start
     done: float | None = None  # seconds from put_at to the run's end
     dag_id: str = ""
@@ -201,7 +202,8 @@ def drop_one(stack: SuiteStack, rel: str, body: bytes, timeout: float, poll: flo
         timing.dag_id, run = found
         timing.run_id = run["dag_run_id"]
         started = first_start(task_instances(stack, timing.dag_id, timing.run_id))
-        ended = epoch(run.get("end_date"))
+        ended, queued = epoch(run.get("end_date")), epoch(run.get("queued_at"))
+        timing.queued = None if queued is None else round(queued - timing.put_at, 3)
         timing.first_task = None if started is None else round(started - timing.put_at, 3)
         timing.done = None if ended is None else round(ended - timing.put_at, 3)
         return timing
