@@ -67,6 +67,7 @@ def settle(
             # A file between two places (a move is a copy, then a delete) shows in the next look.
             settled_at = None
         if elapsed > timeout:
+            say(f"gave up after {elapsed:.0f} s: {taken.places[census.WAITING]} file(s) still waiting")
             return taken, None
         say(f"{elapsed:.0f} s: {len(files) - taken.places[census.WAITING]}/{len(files)} in a terminal place")
         time.sleep(poll)
@@ -88,6 +89,7 @@ def figures(
     files: int,
     drop_seconds: float,
     to_terminal: float | None,
+    measured: float,
     taken: census.Census,
     task_instances: dict[str, int],
     runs: dict[str, int],
@@ -101,7 +103,10 @@ def figures(
         "files": files,
         "drop seconds": round(drop_seconds, 1),
         "drop to last terminal s": None if to_terminal is None else round(to_terminal, 1),
-        "files per minute": None if not to_terminal else round(files / to_terminal * 60, 1),
+        # Past the timeout: the rate of the files that did end, over the whole time measured.
+        "files per minute": round((files - row["still waiting"]) / (to_terminal or measured) * 60, 1)
+        if (to_terminal or measured) > 0
+        else None,
         "processed": row["processed"],
         "rejected": row["rejected"],
         "quarantined": row["quarantined"],
@@ -155,11 +160,12 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         drop_seconds = time.monotonic() - started
         say(f"{args.files} files dropped in {drop_seconds:.1f} s")
         taken, to_terminal = settle(stack, files, started, args.timeout, args.poll)
+        measured = time.monotonic() - started
         wait_runs_ended(stack, args.route, 120)
         after = task_instance_counts(stack, args.route)
         runs = {dag: sb.count_runs(stack, dag) - runs_before[dag] for dag in file_dags(args.route)}
     result = figures(
-        args.files, drop_seconds, to_terminal, taken, {d: after[d] - before[d] for d in after}, runs
+        args.files, drop_seconds, to_terminal, measured, taken, {d: after[d] - before[d] for d in after}, runs
     )
     complete = to_terminal is not None and result["lost"] == 0 and result["handled twice"] == 0
     return result, complete
