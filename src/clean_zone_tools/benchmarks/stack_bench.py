@@ -20,15 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from clean_zone import config
+from clean_zone.airflow_glue.trigger_tasks import BURST_DAG, PIPELINE_DAG
 from clean_zone_tools.benchmarks.bench_manifest import _table
 from clean_zone_tools.devstack.harness import running_stack
 from clean_zone_tools.faults.stack import SuiteStack, say
 
 # The DAG each trigger route generates (the route not chosen is not generated at all).
 ROUTE_DAGS = {"events": "clean_zone_s3_events", "sensor": "clean_zone_landing_watcher"}
-PIPELINE_DAG = "clean_zone_file_pipeline"
-BURST_DAG = "clean_zone_file_burst"
-FINISHED = ("success", "failed", "skipped", "upstream_failed")
 
 # Exit codes shared by the stack benchmarks.
 MEASURED, MEASUREMENT_FAILED, STACK_DID_NOT_START = 0, 1, 3
@@ -136,15 +134,11 @@ def task_instances(stack: SuiteStack, dag_id: str, run_id: str) -> list[dict[str
     )
 
 
-def count_task_instances(
-    stack: SuiteStack, dag_id: str = "~", states: Sequence[str] = (), run_after_gte: str | None = None
-) -> int:
+def count_task_instances(stack: SuiteStack, dag_id: str = "~", states: Sequence[str] = ()) -> int:
     """How many task instances the DAG (``~``: every DAG) has, in ``states`` if given."""
     params: dict[str, Any] = {"limit": 1}
     if states:
         params["state"] = list(states)
-    if run_after_gte:
-        params["run_after_gte"] = run_after_gte
     path = f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances?{_query(**params)}"
     return int(stack.api("GET", path)["total_entries"])
 
