@@ -65,13 +65,24 @@ class SuiteStack:
 
     def pids(self, component: str) -> list[int]:
         if component == "task":
-            marker = str(self.stack.state_dir).encode()
+            # A task's process descends from this stack's scheduler (LocalExecutor worker, then the
+            # task). Ancestry, not the environment: a retitled process's /proc environ is its title.
+            scheduler = self.stack.component("scheduler").get("pid")
+            processes = list(_processes())
+            parents = {pid: ppid for pid, ppid, _ in processes}
+            titles = {pid: title for pid, _, title in processes}
+
+            def descends(pid: int) -> bool:
+                while pid in parents and pid > 1:
+                    pid = parents[pid]
+                    if pid == scheduler:
+                        return True
+                return False
+
             return [
                 pid
-                for pid, cmdline, environ in _processes()
-                if marker in environ
-                and cmdline.startswith(TASK_PROCESS_TITLE)
-                and "LocalExecutor" not in cmdline
+                for pid, title in titles.items()
+                if title.startswith(TASK_PROCESS_TITLE) and "LocalExecutor" not in title and descends(pid)
             ]
         pid = self.stack.component(component).get("pid")
         return [int(pid)] if pid else []
@@ -103,16 +114,18 @@ class SuiteStack:
             return json.loads(answer.read() or b"{}")
 
 
-def _processes() -> Iterator[tuple[int, str, bytes]]:
+def _processes() -> Iterator[tuple[int, int, str]]:
+    """(pid, parent pid, command line) of every process."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            environ = (proc / "environ").read_bytes()
-        except OSError:
+            # The command in /proc/<pid>/stat is in parentheses and may hold spaces: split after it.
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        yield int(proc.name), cmdline, environ
+        yield int(proc.name), ppid, cmdline
 
 
 @contextmanager
