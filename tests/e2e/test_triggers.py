@@ -3,6 +3,7 @@ through SQS; and resuming a failed run from the point of failure."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -88,6 +89,34 @@ def test_s3_event_notifications_start_the_pipeline_with_decoded_keys(run_dag, s3
     triggered = result.xcom["read_s3_events"]
     assert [t["conf"]["key"] for t in triggered] == ["landing/q3 report+final.csv"]
     assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/q3 report+final.csv"]
+
+
+def test_the_hand_over_goes_on_when_s3_cannot_say_whether_a_file_was_claimed(
+    run_dag, s3, provisioned, monkeypatch
+):
+    # The ledger check only spares a run that would skip; with S3 down, each file's own run meets
+    # the outage (and retries, alerts and waits) instead of the hand-over failing for all of them.
+    clear_pipeline_runs()
+    sqs = boto3.client("sqs", region_name=provisioned.region)
+    drop(s3, provisioned, "during-outage.csv", GOOD_CSV)
+    messages = sqs.receive_message(
+        QueueUrl=provisioned.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )["Messages"]
+    nowhere = {
+        "conn_type": "aws",
+        "extra": {
+            "endpoint_url": "http://127.0.0.1:9",  # nothing listens: connection refused
+            "region_name": provisioned.region,
+            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2},
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(nowhere))
+
+    result = run_dag("clean_zone_s3_events", {"messages": messages})
+
+    assert result.state == "success"
+    assert [t["conf"]["key"] for t in result.xcom["read_s3_events"]] == ["landing/during-outage.csv"]
+    assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/during-outage.csv"]
 
 
 def test_a_run_without_events_sweeps_landing_for_files_no_event_handed_over(

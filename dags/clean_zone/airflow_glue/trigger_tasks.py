@@ -19,6 +19,7 @@ from clean_zone import burst, config, events
 from clean_zone.airflow_glue.aws import object_store
 from clean_zone.burst import Arrival
 from clean_zone.events import pipeline_note, pipeline_run_id
+from clean_zone.failures import EndpointError
 from clean_zone.keys import display_key, is_folder_marker
 from clean_zone.lifecycle import Lifecycle
 
@@ -101,13 +102,27 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
     lifecycle = Lifecycle(object_store(settings), settings)
     arrivals = []
     for item in created:
-        if lifecycle.already_claimed(item.key, item.etag, item.version_id):
+        if _already_claimed(lifecycle, item.key, item.etag, item.version_id):
             continue
         etag = (item.etag or "").strip('"') or None
         # The event time and the ETag make the upload marker: a re-delivered event maps to the same run.
         marker = f"{item.event_time}/{item.etag}"
         arrivals.append(Arrival(item.bucket, item.key, etag, item.event_time, marker, item.version_id))
     return dispatch(arrivals, settings)
+
+
+def _already_claimed(lifecycle: Lifecycle, key: str, etag: str | None, version_id: str | None) -> bool:
+    """Whether a run already claimed this upload; when S3 cannot say, hand it over anyway.
+
+    The check only spares a run that would skip; the claim is what keeps a file exactly once. So an
+    S3 outage does not stop the hand-over: each file's own run meets the outage, retries, and waits
+    in its place with its own alert, to be resumed like any other.
+    """
+    try:
+        return lifecycle.already_claimed(key, etag, version_id)
+    except EndpointError as error:
+        log.warning("could not tell whether %s was claimed (%s); handing it over", display_key(key), error)
+        return False
 
 
 def _events_left_for_the_next_run(context: dict[str, Any]) -> list[Any]:
@@ -139,7 +154,7 @@ def sweep_landing(settings: config.Settings) -> list[dict[str, Any]]:
     stranded = [
         arrival
         for arrival in _landing_arrivals(settings, landed_before=cutoff)
-        if not lifecycle.already_claimed(arrival.key, arrival.etag, None)
+        if not _already_claimed(lifecycle, arrival.key, arrival.etag, None)
     ]
     if stranded:
         log.warning(
