@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from clean_zone_tools.devstack.harness import Stack, running_stack
 from clean_zone_tools.devstack.processes import alive
 from clean_zone_tools.faults.proxy import FaultSwitch
+from clean_zone_tools.faults.stack import SuiteStack
 
 pytestmark = pytest.mark.stack
 
@@ -119,9 +119,11 @@ def test_a_component_that_always_dies_makes_the_stack_give_up() -> None:
 
 
 def _run_ids(stack: Stack, dag_id: str) -> set[str]:
-    listing = stack.command("runs", dag_id)
+    listing = stack.command("runs", dag_id)  # the command a person runs answers...
     assert listing.returncode == 0, listing.stderr
-    return set(re.findall(r"(?:scheduled|manual|asset_triggered|s3)__[^\s|]+", listing.stdout))
+    # ...but its table wraps long run ids, so the ids compared come whole from the REST API.
+    answer = SuiteStack(stack).api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")
+    return {run["dag_run_id"] for run in answer.get("dag_runs", [])}
 
 
 def test_reset_of_a_running_stack_wipes_data_and_runs_together(stack_with_fault_proxy: Stack) -> None:
