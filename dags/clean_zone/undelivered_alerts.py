@@ -71,7 +71,7 @@ class KeptAlert:
         )
 
 
-def keep(store: ObjectStore, settings: Settings, alert: Publishable, topic_arn: str) -> str:
+def keep(store: ObjectStore, settings: Settings, alert: Publishable) -> str:
     """Keep an alert SNS refused; return the document's key. Raises what the bucket raises."""
     message = alert.message()
     digest = hashlib.sha256(message.encode()).hexdigest()[:16]
@@ -82,7 +82,7 @@ def keep(store: ObjectStore, settings: Settings, alert: Publishable, topic_arn: 
         "subject": alert.subject(),
         "message": message,
         "attributes": alert.attributes(),
-        "topic_arn": topic_arn,
+        "topic_arn": settings.failure_topic_arn,
         "due_at": now_iso(),
         "why": "SNS refused the publish (the task log has the error)",
     }

@@ -98,7 +98,7 @@ def send(alert: Alert | Digest, settings: config.Settings) -> str | None:
     """
     message_id = publish(client("sns", settings), settings.failure_topic_arn, alert)
     if message_id is None:
-        undelivered_alerts.keep(object_store(settings), settings, alert, settings.failure_topic_arn)
+        undelivered_alerts.keep(object_store(settings), settings, alert)
     return message_id
 
 

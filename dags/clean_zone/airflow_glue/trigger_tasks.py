@@ -22,6 +22,7 @@ from clean_zone.events import pipeline_note, pipeline_run_id
 from clean_zone.failures import EndpointError
 from clean_zone.keys import display_key, is_folder_marker
 from clean_zone.lifecycle import Lifecycle
+from clean_zone.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,16 @@ def dispatch(arrivals: list[Arrival], settings: config.Settings) -> list[dict[st
 def list_landing_files() -> list[dict[str, Any]]:
     """The landing prefix's files (oldest first, folder markers left out), as pipeline triggers."""
     settings = config.load()
-    return dispatch(_landing_arrivals(settings), settings)
+    return dispatch(_landing_arrivals(object_store(settings), settings), settings)
 
 
-def _landing_arrivals(settings: config.Settings, landed_before: datetime | None = None) -> list[Arrival]:
+def _landing_arrivals(
+    store: ObjectStore, settings: config.Settings, landed_before: datetime | None = None
+) -> list[Arrival]:
     """Files in landing/ (oldest first, folder markers left out; only those landed before a time)."""
     found = [
         info
-        for info in object_store(settings).list_keys(settings.landing_prefix)
+        for info in store.list_keys(settings.landing_prefix)
         if not is_folder_marker(info.key, info.size)
         and (
             landed_before is None
@@ -150,10 +153,11 @@ def sweep_landing(settings: config.Settings) -> list[dict[str, Any]]:
     if settings.landing_sweep_minutes <= 0:
         return []
     cutoff = datetime.now(UTC) - timedelta(minutes=settings.landing_sweep_minutes)
-    lifecycle = Lifecycle(object_store(settings), settings)
+    store = object_store(settings)
+    lifecycle = Lifecycle(store, settings)
     stranded = [
         arrival
-        for arrival in _landing_arrivals(settings, landed_before=cutoff)
+        for arrival in _landing_arrivals(store, settings, landed_before=cutoff)
         if not _already_claimed(lifecycle, arrival.key, arrival.etag, None)
     ]
     if stranded:

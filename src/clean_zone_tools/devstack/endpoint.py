@@ -435,13 +435,13 @@ class DurableEndpoint:
                 self.tape.stop()
             if status >= 400:
                 LOG.warning("replay: %s %s answered %s", entry.method, entry.path, status)
-            elif _issued_ids(headers, body) != entry.issued:
+            elif (issued := _issued_ids(headers, body)) != entry.issued:
                 LOG.warning(
                     "replay: %s %s made other ids than it first did (%s, now %s)",
                     entry.method,
                     entry.path,
                     entry.issued,
-                    _issued_ids(headers, body),
+                    issued,
                 )
             self._sequence = entry.sequence
             count += 1
