@@ -215,7 +215,32 @@ def test_hash_thread_is_stopped_when_validation_fails() -> None:
     for _ in range(20):
         with pytest.raises(DataQualityError):
             csv_engine.validate([b"a,b\n1,2,3\n"])
-    assert not [t for t in threading.enumerate() if t.name == "csv-engine-sha256"]
+    assert not [t for t in threading.enumerate() if t.name in ("csv-engine-sha256", "csv-engine-read")]
+
+
+def test_utf8_is_checked_across_pieces_and_names_the_byte() -> None:
+    text = "name,n\n" + "日本語,1\n" * 10
+    data = text.encode()
+    # Every cut, a multi-byte character split between pieces included, is valid.
+    for size in (1, 2, 5, 7):
+        assert csv_engine.validate(in_chunks(data, size)).rows == 10
+    bad = data[:30] + b"\xff" + data[30:]
+    with pytest.raises(DataQualityError) as caught:
+        csv_engine.validate(in_chunks(bad, 7))
+    assert caught.value.reason == "not_utf8"
+    assert "near byte 30" in str(caught.value)
+
+
+def test_a_source_that_fails_mid_read_raises_its_own_error() -> None:
+    class SourceBroke(RuntimeError):
+        pass
+
+    def chunks():
+        yield b"a,b\n1,2\n"
+        raise SourceBroke("connection reset")
+
+    with pytest.raises(SourceBroke, match="connection reset"):
+        csv_engine.validate(chunks())
 
 
 def test_importing_the_engine_does_not_import_pyarrow() -> None:
