@@ -2,11 +2,12 @@
 ### Clean-zone landing watcher
 
 Watches the landing prefix of the clean-zone bucket with a deferrable
-**S3KeySensor** (it waits in the triggerer, holding no worker slot) and hands
-the files it finds over: a file alone to `clean_zone_file_pipeline`, files that
-landed together to `clean_zone_file_burst` (up to `clean_zone_burst_max_files`
-per run, within `clean_zone_burst_window_seconds` of the first). Generated only
-when `clean_zone_trigger_route` is `sensor` or `both`.
+**S3KeySensor** (it waits in the triggerer, holding no worker slot) and, in
+one task (`start_file_runs`), hands the files it finds over: a file alone to
+`clean_zone_file_pipeline`, files that landed together to
+`clean_zone_file_burst` (up to `clean_zone_burst_max_files` per run, within
+`clean_zone_burst_window_seconds` of the first). Generated only when
+`clean_zone_trigger_route` is `sensor` or `both`.
 
 **How it is triggered:** continuously (`@continuous`, one active run): when a
 run ends, the next one starts waiting. A run that sees no file for
@@ -23,7 +24,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, task
 
 from clean_zone import config, keys
@@ -56,11 +56,4 @@ if settings.trigger_route in ("sensor", "both"):
             timeout=settings.sensor_timeout_seconds,
             soft_fail=True,
         )
-        triggers = task(steps.list_landing_files, task_id="list_landing_files")()
-        TriggerDagRunOperator.partial(
-            task_id="start_file_pipeline",
-            skip_when_already_exists=True,
-            wait_for_completion=False,
-        ).expand_kwargs(triggers)
-
-        wait >> triggers
+        wait >> task(steps.landing_file_runs, task_id="start_file_runs")()

@@ -5,9 +5,11 @@ The event-driven trigger (the reference's EventBridge rule, without polling):
 the bucket sends S3 event notifications for objects created under the landing
 prefix to an SQS queue; an Asset watcher reads the queue in the triggerer
 (`MessageQueueTrigger`, scheme `sqs`) and the messages start this DAG (one run
-at a time: events arriving meanwhile gather into the next run), which hands the
-created objects over: a file alone to `clean_zone_file_pipeline`, files that
-landed together to `clean_zone_file_burst`. Generated when
+at a time: events arriving meanwhile gather into the next run), whose one task
+`start_file_runs` hands the created objects over: a file alone to
+`clean_zone_file_pipeline`, files that landed together to
+`clean_zone_file_burst`. The watcher long-polls SQS (20 s per request), so an
+upload is noticed the moment its event arrives. Generated when
 `clean_zone_trigger_route` is `events` (the default) or `both`.
 
 **How it is triggered:** by the `clean_zone_s3_events` asset, updated by its
@@ -34,7 +36,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, DeltaTriggerTimetable, task
 
 from clean_zone import config
@@ -42,6 +43,8 @@ from clean_zone.airflow_glue import trigger_tasks as steps
 from clean_zone.airflow_glue.dag_defaults import default_args
 
 settings = config.load_for_parsing()
+# SQS's longest wait for a receive; the watcher's request returns as soon as a message is there.
+EVENTS_LONG_POLL_SECONDS = 20
 
 # The route not chosen (clean_zone_trigger_route) costs nothing: its DAG is not generated.
 if settings.trigger_route in ("events", "both"):
@@ -56,7 +59,10 @@ if settings.trigger_route in ("events", "both"):
                     aws_conn_id=settings.aws_conn_id,
                     region_name=settings.region,
                     max_messages=10,
-                    waiter_delay=max(1, int(settings.sensor_poke_interval_seconds)),
+                    # Long polling: SQS answers the moment a message arrives (up to 20 s per request),
+                    # so the watcher notices an upload at once and asks 3 times a minute when idle.
+                    wait_time_seconds=EVENTS_LONG_POLL_SECONDS,
+                    waiter_delay=1,
                 ),
             )
         ],
@@ -81,9 +87,4 @@ if settings.trigger_route in ("events", "both"):
         tags=["clean-zone", "s3", "sqs", "event-driven"],
     ):
         # The asset as an inlet too: the task reads the events that arrive after its run was queued.
-        triggers = task(steps.s3_event_triggers, task_id="read_s3_events", inlets=[landing_events])()
-        TriggerDagRunOperator.partial(
-            task_id="start_file_pipeline",
-            skip_when_already_exists=True,
-            wait_for_completion=False,
-        ).expand_kwargs(triggers)
+        task(steps.s3_event_runs, task_id="start_file_runs", inlets=[landing_events])()

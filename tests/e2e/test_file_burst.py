@@ -79,7 +79,7 @@ def test_a_burst_of_mixed_files_ends_each_in_its_place_with_one_digest(
     handed = run_dag("clean_zone_s3_events", {"messages": messages})
 
     # All 30 landed within the window and under N: one burst run, not 30 pipeline runs.
-    (trigger,) = handed.xcom["read_s3_events"]
+    (trigger,) = handed.xcom["start_file_runs"]
     assert trigger["trigger_dag_id"] == BURST
     assert sorted(f["key"] for f in trigger["conf"]["files"]) == sorted(f"landing/{r}" for r in MIXED)
 
@@ -123,7 +123,7 @@ def test_n_and_t_cut_the_waiting_files_into_runs_and_none_is_left_behind(
 
     handed = run_dag("clean_zone_landing_watcher")
 
-    triggers = handed.xcom["list_landing_files"]
+    triggers = handed.xcom["start_file_runs"]
     # N = 5: runs of 5, 5 and 2, all handed over at once (the last two need no new upload).
     assert [len(t["conf"]["files"]) for t in triggers] == [5, 5, 2]
     assert {t["trigger_dag_id"] for t in triggers} == {BURST}
@@ -138,7 +138,7 @@ def test_n_and_t_cut_the_waiting_files_into_runs_and_none_is_left_behind(
     monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_BURST_WINDOW_SECONDS", "0")
     drop(s3, provisioned, "alone.csv", GOOD_CSV)
     again = run_dag("clean_zone_landing_watcher")
-    assert [t["trigger_dag_id"] for t in again.xcom["list_landing_files"]] == ["clean_zone_file_pipeline"]
+    assert [t["trigger_dag_id"] for t in again.xcom["start_file_runs"]] == ["clean_zone_file_pipeline"]
 
 
 def _seed_where_only(flaky_label: str, steady_labels: list[str]) -> str:

@@ -250,6 +250,6 @@ def test_an_event_for_an_upload_the_watchers_run_already_took_starts_no_second_r
     result = run_dag("clean_zone_s3_events", {"messages": messages})
 
     assert result.state == "success"
-    assert result.xcom["read_s3_events"] == []  # no second run that would only skip and show green
+    assert result.xcom["start_file_runs"] == []  # no second run that would only skip and show green
     assert listing(s3, provisioned.bucket) == {"rejected/notes.pdf", "rejected/notes.pdf.reason.json"}
     assert len(alerts_inbox.receive(wait_seconds=3, expect=1)) == 1

@@ -68,7 +68,8 @@ def test_watcher_waits_deferred_for_a_file_and_starts_one_run_per_file(
 
     again = run_dag("clean_zone_landing_watcher")  # the file is still there: the sensor fires again
 
-    assert again.tasks["start_file_pipeline[0]"] == "skipped"  # same upload, same run id: not started twice
+    # Same upload, same run id: found existing, not started twice.
+    assert [t["started"] for t in again.xcom["start_file_runs"]] == [False]
     assert pipeline_runs() == runs
 
 
@@ -86,7 +87,7 @@ def test_s3_event_notifications_start_the_pipeline_with_decoded_keys(run_dag, s3
     result = run_dag("clean_zone_s3_events", {"messages": messages})
 
     assert result.state == "success"
-    triggered = result.xcom["read_s3_events"]
+    triggered = result.xcom["start_file_runs"]
     assert [t["conf"]["key"] for t in triggered] == ["landing/q3 report+final.csv"]
     assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/q3 report+final.csv"]
 
@@ -115,7 +116,7 @@ def test_the_hand_over_goes_on_when_s3_cannot_say_whether_a_file_was_claimed(
     result = run_dag("clean_zone_s3_events", {"messages": messages})
 
     assert result.state == "success"
-    assert [t["conf"]["key"] for t in result.xcom["read_s3_events"]] == ["landing/during-outage.csv"]
+    assert [t["conf"]["key"] for t in result.xcom["start_file_runs"]] == ["landing/during-outage.csv"]
     assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/during-outage.csv"]
 
 
@@ -135,7 +136,7 @@ def test_a_run_without_events_sweeps_landing_for_files_no_event_handed_over(
     result = run_dag("clean_zone_s3_events")
 
     assert result.state == "success"
-    triggered = result.xcom["read_s3_events"]
+    triggered = result.xcom["start_file_runs"]
     assert [t["conf"]["key"] for t in triggered] == ["landing/stranded.csv"]
     assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/stranded.csv"]
 
@@ -145,10 +146,10 @@ def test_a_run_without_events_sweeps_landing_for_files_no_event_handed_over(
     _load_dag(PIPELINE).test(run_conf={"key": "landing/stranded.csv"})
     monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_LANDING_SWEEP_MINUTES", "0.01")  # now both are "old"
     again = run_dag("clean_zone_s3_events")
-    assert [t["conf"]["key"] for t in again.xcom["read_s3_events"]] == ["landing/just-landed.csv"]
+    assert [t["conf"]["key"] for t in again.xcom["start_file_runs"]] == ["landing/just-landed.csv"]
 
     monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_LANDING_SWEEP_MINUTES", "0")  # off
-    assert run_dag("clean_zone_s3_events").xcom["read_s3_events"] == []
+    assert run_dag("clean_zone_s3_events").xcom["start_file_runs"] == []
 
 
 def test_a_failed_run_cleared_and_rerun_finishes_the_same_file(

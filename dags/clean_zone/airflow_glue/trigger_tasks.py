@@ -1,12 +1,18 @@
 """Task callables of the two DAGs that start file runs: the landing watcher and S3 events.
 
-Both return a list of ``{"trigger_dag_id", "trigger_run_id", "conf"}`` for a
-mapped ``TriggerDagRunOperator``. Files that landed together are cut into
-bursts (:func:`clean_zone.burst.group`: up to ``clean_zone_burst_max_files``
-within ``clean_zone_burst_window_seconds`` of the first); a burst of several
-files starts one ``clean_zone_file_burst`` run, a file alone starts
-``clean_zone_file_pipeline`` (the reference's shape). Run ids are derived from
-the uploads, so a file is handed over once however often it is seen.
+Each DAG hands its files over in ONE task, ``start_file_runs``: files that
+landed together are cut into bursts (:func:`clean_zone.burst.group`: up to
+``clean_zone_burst_max_files`` within ``clean_zone_burst_window_seconds`` of the
+first); a burst of several files starts one ``clean_zone_file_burst`` run, a
+file alone starts ``clean_zone_file_pipeline`` (the reference's shape). Run ids
+are derived from the uploads, so a file is handed over once however often it is
+seen: a run that already exists is left alone (``started: false``).
+
+The runs are started from the task itself (:func:`start_runs`), with the very
+request ``TriggerDagRunOperator`` makes, rather than by a mapped
+``TriggerDagRunOperator`` after it: one task process instead of two on the way
+from an upload to its run (measured in docs/throughput.md), and one task
+instance per hand-over rather than one per run started.
 """
 
 from __future__ import annotations
@@ -60,10 +66,45 @@ def dispatch(arrivals: list[Arrival], settings: config.Settings) -> list[dict[st
     return triggers
 
 
-def list_landing_files() -> list[dict[str, Any]]:
-    """The landing prefix's files (oldest first, folder markers left out), as pipeline triggers."""
+def start_runs(triggers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Start each run; return the triggers, each with ``started`` (False: that run existed already).
+
+    Sends the task SDK's ``TriggerDagRun`` request, as the task runner does for a
+    ``TriggerDagRunOperator`` (Airflow 3.3.1), once per run, from this one task. A failure
+    other than "already exists" fails the task; its retry starts the rest, and the runs
+    started before are found existing.
+    """
+    from airflow.sdk.exceptions import ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse, TriggerDagRun
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    started = []
+    for trigger in triggers:
+        dag_id, run_id = trigger["trigger_dag_id"], trigger["trigger_run_id"]
+        reply = SUPERVISOR_COMMS.send(
+            TriggerDagRun(
+                dag_id=dag_id,
+                run_id=run_id,
+                conf=trigger["conf"],
+                # No logical date: many runs start in the same instant, and none reads one.
+                run_after=datetime.now(UTC),
+                note=trigger.get("note"),
+            )
+        )
+        if isinstance(reply, ErrorResponse):
+            if reply.error != ErrorType.DAGRUN_ALREADY_EXISTS:
+                raise RuntimeError(f"could not start {dag_id} run {run_id}: {reply.detail}")
+            log.info("%s run %s exists already", dag_id, run_id)
+        else:
+            log.info("started %s run %s (%s)", dag_id, run_id, trigger.get("note"))
+        started.append({**trigger, "started": not isinstance(reply, ErrorResponse)})
+    return started
+
+
+def landing_file_runs() -> list[dict[str, Any]]:
+    """Start runs for the landing prefix's files (oldest first, folder markers left out)."""
     settings = config.load()
-    return dispatch(_landing_arrivals(object_store(settings), settings), settings)
+    return start_runs(dispatch(_landing_arrivals(object_store(settings), settings), settings))
 
 
 def _landing_arrivals(
@@ -83,8 +124,8 @@ def _landing_arrivals(
     return [Arrival(settings.bucket, i.key, i.etag, i.last_modified) for i in found[:MAX_FILES_PER_CYCLE]]
 
 
-def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
-    """Pipeline triggers for the objects created in the delivered S3 event notifications.
+def s3_event_runs(**context: Any) -> list[dict[str, Any]]:
+    """Start runs for the objects created in the delivered S3 event notifications.
 
     Messages come from the Asset watcher's events or, for a replay by hand,
     from the run's conf ``{"messages": [<SQS message>, ...]}``. A run with no
@@ -99,7 +140,7 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
         (context["dag_run"].conf or {}).get("messages", [])
     )
     if not messages:
-        return sweep_landing(settings)
+        return start_runs(sweep_landing(settings))
     created = events.objects_created(messages, settings.bucket, settings.landing_prefix)
     # An upload the watcher's run already claimed gets no second run (one that would only skip, green).
     lifecycle = Lifecycle(object_store(settings), settings)
@@ -111,7 +152,7 @@ def s3_event_triggers(**context: Any) -> list[dict[str, Any]]:
         # The event time and the ETag make the upload marker: a re-delivered event maps to the same run.
         marker = f"{item.event_time}/{item.etag}"
         arrivals.append(Arrival(item.bucket, item.key, etag, item.event_time, marker, item.version_id))
-    return dispatch(arrivals, settings)
+    return start_runs(dispatch(arrivals, settings))
 
 
 def _already_claimed(lifecycle: Lifecycle, key: str, etag: str | None, version_id: str | None) -> bool:

@@ -4,7 +4,7 @@ A burst of ``--files`` files that landed at once is cut into runs by the trigger
 ``dispatch`` (``clean_zone_burst_max_files``, ``clean_zone_burst_window_seconds``); each run's task
 instances are counted from the parsed ``clean_zone_file_burst`` DAG: one per unmapped task and one
 per chunk of ``clean_zone_burst_chunk_files`` for the mapped chunk task. The hand-over adds one
-trigger run (``clean_zone_s3_events``: its read task plus one mapped trigger per run started).
+trigger run (``clean_zone_s3_events``: its one task, ``start_file_runs``, starts every run).
 Against it: the single-file pipeline's 8 tasks per file and two hand-overs per file (both routes on,
 before bursts). ``tests/e2e/test_file_burst.py`` counts the same with ``dag.test`` for 30 files.
 
@@ -46,7 +46,7 @@ def count(files: int) -> list[dict[str, Any]]:
         if t["trigger_dag_id"] == "clean_zone_file_burst"
     )
     singles = sum(1 for t in triggers if t["trigger_dag_id"] == "clean_zone_file_pipeline")
-    hand_over = 1 + len(triggers)
+    hand_over = 1
     bursts = burst_tis + singles * len(single_dag.tasks) + hand_over
     before = files * len(single_dag.tasks) * 2 + 2 * (1 + files)
     return [
