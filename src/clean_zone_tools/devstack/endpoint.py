@@ -26,6 +26,10 @@ so messages sent in the seconds since the last checkpoint are delivered again (S
 at-least-once anyway; the pipeline's claim ledger makes a repeat a no-op); and timestamps, which
 are those of the replay.
 
+SQS long polls (``ReceiveMessage`` with ``WaitTimeSeconds``) are served by the endpoint, not by
+moto: immediate receives, and between them a wait that any write ends, so a poll holds back no
+write and gets a message the moment one is sent.
+
 Run: ``python -m clean_zone_tools.devstack.endpoint --port 4566 --state-dir .state/endpoint``.
 
 (Over 500 lines on purpose: the journal format, the snapshot pickler and the replay are one
@@ -104,6 +108,11 @@ UNJOURNALED_ACTIONS = frozenset(
 RESET_PATH = "/moto-api/reset"
 _UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
 _ACTION_FORM = re.compile(rb"(?:^|&)Action=([A-Za-z]+)")
+_WAIT_FORM = re.compile(rb"(^|&)WaitTimeSeconds=([^&]*)")
+MAX_WAIT_SECONDS = 20  # SQS's limit; a larger WaitTimeSeconds goes to moto, which rejects it
+# How long a waiting long poll sleeps when no write wakes it: messages can also become visible
+# with no write (an expired visibility timeout, a DelaySeconds running out).
+POLL_FALLBACK_SECONDS = 0.25
 
 
 def request_action(environ: dict[str, Any], body: bytes) -> str | None:
@@ -119,6 +128,38 @@ def request_action(environ: dict[str, Any], body: bytes) -> str | None:
         if part.startswith("Action="):
             return part.removeprefix("Action=")
     return None
+
+
+def requested_wait(environ: dict[str, Any], body: bytes) -> int | None:
+    """A ReceiveMessage's WaitTimeSeconds; None if absent, -1 if unreadable (moto rejects it)."""
+    try:
+        if environ.get("HTTP_X_AMZ_TARGET"):
+            value = json.loads(body or b"{}").get("WaitTimeSeconds")
+        else:
+            match = _WAIT_FORM.search(body)
+            value = match.group(2) if match else None
+        return None if value is None else int(value)
+    except (ValueError, TypeError, AttributeError):
+        return -1
+
+
+def immediate_receive(environ: dict[str, Any], body: bytes) -> bytes:
+    """The same ReceiveMessage body with WaitTimeSeconds=0 (added if absent), all else as sent."""
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        return json.dumps({**json.loads(body or b"{}"), "WaitTimeSeconds": 0}).encode()
+    if _WAIT_FORM.search(body):
+        return _WAIT_FORM.sub(rb"\1WaitTimeSeconds=0", body)
+    return body + b"&WaitTimeSeconds=0" if body else body
+
+
+def has_messages(environ: dict[str, Any], payload: bytes) -> bool:
+    """Whether a ReceiveMessage response holds a message (JSON ``Messages`` or XML ``<Message>``)."""
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        try:
+            return bool(json.loads(payload).get("Messages"))
+        except (ValueError, AttributeError):
+            return False
+    return b"<Message>" in payload
 
 
 def is_journaled(method: str, path: str, action: str | None) -> bool:
@@ -373,6 +414,8 @@ class RandomTape:
 
 # --- the application ------------------------------------------------------------------------
 
+_Response = tuple[str, list[tuple[str, str]], bytes]  # status line, headers, body
+
 
 class DurableEndpoint:
     """moto's WSGI application with a journal in front of it and checkpoints behind it."""
@@ -387,6 +430,9 @@ class DurableEndpoint:
         # Writes are applied and journaled one at a time, so the journal's order is the order
         # in which moto applied them; reads run beside them.
         self._write_lock = threading.Lock()
+        # Notified (under the write lock) by every journaled write, which is what can bring a
+        # message into a queue: a SendMessage, or a PutObject/Publish/PutEvents that sends one.
+        self._written = threading.Condition(self._write_lock)
         self._sequence = 0
         self._checkpointed_sequence = 0
         self._journal = self.journal_path.open("ab")
@@ -470,44 +516,78 @@ class DurableEndpoint:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
-        path = environ.get("PATH_INFO", "")
         if method in READ_METHODS:
             return self.app(environ, start_response)
         body = _read_body(environ)
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
         action = request_action(environ, body)
-        with self._write_lock:
-            captured: dict[str, Any] = {}
-
-            def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-                captured["status"], captured["headers"] = status, headers
-                return start_response(status, headers, exc_info)
-
-            draws = self.tape.record()
-            try:
-                payload = b"".join(self.app(environ, capture))
-            finally:
-                self.tape.stop()
-            status = int(str(captured.get("status", "500")).split(" ", 1)[0])
-            if status < 400 and is_journaled(method, path, action):
-                self._sequence += 1
-                entry = JournalEntry(
-                    sequence=self._sequence,
-                    method=method,
-                    path=path,
-                    raw_uri=environ.get("RAW_URI") or environ.get("REQUEST_URI") or path,
-                    query=environ.get("QUERY_STRING", ""),
-                    headers=_request_headers(environ),
-                    body=body,
-                    issued=_issued_ids(captured.get("headers", []), payload),
-                    draws=draws,
-                )
-                self._journal.write(entry.encode())
-                self._journal.flush()
-            elif path == RESET_PATH and status < 400:
-                self._checkpoint_locked()
+        wait = requested_wait(environ, body) if action == "ReceiveMessage" else -1
+        # moto long-polls by looping inside the receive, which here would hold the write lock for
+        # the whole wait and shut out the very write that should end it: the endpoint polls
+        # instead. A receive with no WaitTimeSeconds is made explicit 0 for the same reason,
+        # so a queue's ReceiveMessageWaitTimeSeconds default is ignored (served as a short poll).
+        if wait is None or 0 < wait <= MAX_WAIT_SECONDS:
+            status, headers, payload = self._long_poll(environ, body, wait or 0)
+        else:
+            with self._write_lock:
+                status, headers, payload = self._apply(environ, body, action)
+        start_response(status, headers)
         return [payload]
+
+    def _long_poll(self, environ: dict[str, Any], body: bytes, wait: int) -> _Response:
+        """Immediate receives until one brings messages or ``wait`` seconds are up."""
+        immediate = immediate_receive(environ, body)
+        deadline = time.monotonic() + wait
+        with self._written:  # holds the write lock, except while wait() sleeps
+            while True:
+                response = self._apply(environ, immediate, "ReceiveMessage")
+                left = deadline - time.monotonic()
+                if left <= 0 or not response[0].startswith("2") or has_messages(environ, response[2]):
+                    return response
+                # The lock is held from the empty receive to here, so no write (and its
+                # notification) can slip in between: a message sent now always wakes this poll.
+                self._written.wait(min(POLL_FALLBACK_SECONDS, left))
+
+    def _apply(self, environ: dict[str, Any], body: bytes, action: str | None) -> _Response:
+        """Serve a non-read request with the write lock held, journaling it if it changed state."""
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+        captured: dict[str, Any] = {}
+        written: list[bytes] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            # The client's start_response is called once the answer is final (a long poll may
+            # throw away several); what moto writes through write() is kept with its body.
+            captured["status"], captured["headers"] = status, headers
+            return written.append
+
+        draws = self.tape.record()
+        try:
+            payload = b"".join(self.app(environ, capture))
+        finally:
+            self.tape.stop()
+        payload = b"".join(written) + payload
+        status_line = str(captured.get("status", "500 INTERNAL SERVER ERROR"))
+        headers: list[tuple[str, str]] = captured.get("headers", [])
+        status = int(status_line.split(" ", 1)[0])
+        if status < 400 and is_journaled(method, path, action):
+            self._sequence += 1
+            entry = JournalEntry(
+                sequence=self._sequence,
+                method=method,
+                path=path,
+                raw_uri=environ.get("RAW_URI") or environ.get("REQUEST_URI") or path,
+                query=environ.get("QUERY_STRING", ""),
+                headers=_request_headers(environ),
+                body=body,
+                issued=_issued_ids(headers, payload),
+                draws=draws,
+            )
+            self._journal.write(entry.encode())
+            self._journal.flush()
+            self._written.notify_all()
+        elif path == RESET_PATH and status < 400:
+            self._checkpoint_locked()
+        return status_line, headers, payload
 
     @property
     def dirty(self) -> bool:
