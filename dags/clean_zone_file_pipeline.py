@@ -9,12 +9,14 @@ reference Step Functions state machine *ProcessFilesStateMachine*.
    (case-insensitive; `.csv.gz` is compressed CSV).
 3. **route_by_extension** sends CSV to processing, anything else to **reject_file**,
    which moves it to `rejected/` with a reason and fails the run (one SNS alert).
-4. **validate_csv** streams the file (header, column counts, UTF-8, not binary);
-   a bad file goes to `quarantine/` and alerts at once, without retries.
+4. **validate_csv** streams the file once (header, column counts, UTF-8, not
+   binary), staging its normalised copy; a bad file goes to `quarantine/` and
+   alerts at once, without retries.
 5. **run_failure_generator** is the reference's flaky step (10 / randint(0, 2)),
    retried with exponential backoff (10 s, 15 s, 22.5 s, 33.75 s by default).
-6. **write_processed_output** writes the normalised CSV and a JSON summary, and
-   moves the file to `processed/`.
+6. **write_processed_output** copies the staged CSV beside the file (on the
+   server: the file is not read again), writes a JSON summary, and moves the
+   file to `processed/`.
 
 **How it is triggered:** by the chosen trigger route (`clean_zone_s3_events`,
 S3 event notifications through SQS, by default; or `clean_zone_landing_watcher`,
@@ -79,7 +81,7 @@ with DAG(
     route = task.branch(steps.route_by_extension, task_id=steps.ROUTE_TASK)(checked)
     validated = task(steps.validate_csv, task_id=steps.VALIDATE_TASK)(claim)
     generated = task(steps.run_failure_generator, task_id=steps.GENERATOR_TASK)(claim)
-    written = task(steps.write_processed_output, task_id=steps.WRITE_TASK)(claim, generated)
+    written = task(steps.write_processed_output, task_id=steps.WRITE_TASK)(claim, generated, validated)
     rejected = task(steps.reject_file, task_id=steps.REJECT_TASK)(claim, checked)
     done = EmptyOperator(task_id="done", trigger_rule="none_failed_min_one_success")
 

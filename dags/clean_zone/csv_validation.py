@@ -59,6 +59,10 @@ class CsvStats:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CsvStats:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
 
 class _Source:
     """Counts and hashes the stored bytes, then yields them decompressed if asked."""

@@ -16,6 +16,10 @@ becomes ``processed/a/b.csv``); its outputs sit beside it with
     duplicates/manifests/<batch_id>/<slug>/   a re-uploaded manifest of a batch already taken
     _state/batch-runs/<slug>.json             what a run took, and how it ended
     _state/batches/<batch_id>.json            the batch claim: which run processes it
+
+The single-file pipeline's normalised CSV waits under ``_state/staged/`` from
+``validate_csv`` (which reads the file once, validating and normalising) until
+``write_processed_output`` copies it beside the processed file.
 """
 
 from __future__ import annotations
@@ -123,6 +127,12 @@ def ledger_key(settings: Settings, key: str, etag: str) -> str:
     # Hash the key: S3 keys may hold characters and lengths a nested key could not.
     digest = hashlib.sha256(key.encode()).hexdigest()
     return f"{settings.state_prefix}objects/{digest}/{etag}.json"
+
+
+def staged_output_key(settings: Settings, key: str, etag: str) -> str:
+    """Where the single-file pipeline keeps a file's normalised CSV between validation and writing."""
+    digest = hashlib.sha256(f"{key}@{etag}".encode()).hexdigest()
+    return f"{settings.state_prefix}staged/{digest}{OUTPUT_SUFFIX}"
 
 
 def run_record_key(settings: Settings, run_id: str) -> str:

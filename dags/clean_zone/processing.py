@@ -10,6 +10,11 @@ pure-Python engine, has the same API and rules; it stays as the reference.
 temporary file (memory up to :data:`SPOOL_MAX_MEMORY`, disk
 past it: constant memory for any file size), uploaded beside the file's
 processed key, and described in a summary written after the output.
+
+The single-file pipeline keeps the reference's steps apart (validate, the
+failure generator, write) and still reads the file once: :func:`stage_output`
+validates and normalises into a staged object, and :func:`publish_output`
+later copies it beside the processed file on the server (no second read).
 """
 
 from __future__ import annotations
@@ -61,17 +66,60 @@ def write_outputs(
     before anything is written, or add summary fields. A data-quality problem
     raises :class:`~clean_zone.failures.DataQualityError` and writes nothing.
     """
-    output_key, summary_key = output_keys(base)
+    output_key, _ = output_keys(base)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY) as sink:
         stats = engine.normalize(chunks, sink, gzipped=gzipped, max_inflated_bytes=max_inflated_bytes)
         extra = before_upload(stats) if before_upload is not None else {}
         sink.seek(0)
         store.upload_stream(output_key, sink)
+    return _summarise(store, base, stats, {**fields, **extra}, processed_at)
+
+
+def stage_output(
+    store: ObjectStore,
+    chunks: Iterable[bytes],
+    staged_key: str,
+    *,
+    gzipped: bool,
+    max_inflated_bytes: int = engine.MAX_INFLATED_BYTES,
+) -> CsvStats:
+    """Validate and normalise ``chunks`` in one read; the normalised CSV waits at ``staged_key``.
+
+    A data-quality problem raises :class:`~clean_zone.failures.DataQualityError` and stages nothing.
+    """
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY) as sink:
+        stats = engine.normalize(chunks, sink, gzipped=gzipped, max_inflated_bytes=max_inflated_bytes)
+        sink.seek(0)
+        store.upload_stream(staged_key, sink)
+    return stats
+
+
+def publish_output(
+    store: ObjectStore,
+    staged_key: str,
+    base: str,
+    stats: CsvStats,
+    *,
+    fields: dict[str, Any],
+    processed_at: str | None = None,
+) -> ProcessedOutput:
+    """Copy a staged output to ``<base>.normalized.csv`` (server-side), write the summary, drop the stage."""
+    output_key, _ = output_keys(base)
+    store.copy(staged_key, output_key)
+    written = _summarise(store, base, stats, fields, processed_at)
+    store.delete(staged_key)
+    return written
+
+
+def _summarise(
+    store: ObjectStore, base: str, stats: CsvStats, fields: dict[str, Any], processed_at: str | None
+) -> ProcessedOutput:
+    """The summary, written after the output it describes."""
+    output_key, summary_key = output_keys(base)
     summary = {
         **fields,
         "output": store.url(output_key),
         **stats.to_dict(),  # rows, columns, header, bytes, decoded_bytes, sha256
-        **extra,
         "processed_at": processed_at or now_iso(),
     }
     store.put_json(summary_key, summary)

@@ -65,6 +65,53 @@ def test_good_csv_is_processed_with_summary_and_no_alert(run_dag, s3, provisione
     assert alerts_inbox.receive(wait_seconds=1) == []
 
 
+def test_a_good_csv_is_read_once_and_its_staged_output_is_gone_after(
+    run_dag, s3, provisioned, alerts_inbox, monkeypatch
+):
+    # validate_csv reads, checks and normalises in one pass; write_processed_output copies that
+    # output on the server instead of reading the file again. A spy on our own store counts reads.
+    from clean_zone.storage import ObjectStore
+
+    opened: list[str] = []
+    real_open = ObjectStore.open
+
+    def counting_open(self: ObjectStore, key: str, version_id: str | None = None) -> Any:
+        opened.append(key)
+        return real_open(self, key, version_id)
+
+    monkeypatch.setattr(ObjectStore, "open", counting_open)
+    key = drop(s3, provisioned, "once/orders.csv", GOOD_CSV)
+
+    result = run_dag(PIPELINE, {"key": key})
+
+    assert result.state == "success"
+    assert [k for k in opened if k.endswith("once/orders.csv")] == ["processing/once/orders.csv"]
+    output = s3.get_object(Bucket=provisioned.bucket, Key="processed/once/orders.csv.normalized.csv")
+    assert output["Body"].read() == GOOD_CSV
+    assert keys(s3, provisioned.bucket, "_state/staged/") == set()
+
+
+def test_write_without_a_staged_output_reads_the_file_again(run_dag, s3, provisioned, alerts_inbox):
+    # A stage lost (or a run from before stages) is no dead end: the write step normalises the file.
+    from clean_zone import config
+    from clean_zone.airflow_glue import file_tasks
+    from clean_zone.keys import staged_output_key
+
+    key = drop(s3, provisioned, "restage/orders.csv", GOOD_CSV)
+    claim = file_tasks.claim_file(params={"key": key}, run_id="manual__restage")
+    validated = file_tasks.validate_csv(claim)
+    s3.delete_object(
+        Bucket=provisioned.bucket, Key=staged_output_key(config.load(), claim["key"], claim["etag"])
+    )
+
+    written = file_tasks.write_processed_output(claim, 10.0, validated)
+
+    assert written["rows"] == 3
+    assert where_is(s3, provisioned, "restage/orders.csv") == [provisioned.processed_prefix]
+    output = s3.get_object(Bucket=provisioned.bucket, Key="processed/restage/orders.csv.normalized.csv")
+    assert output["Body"].read() == GOOD_CSV
+
+
 def test_pdf_is_rejected_with_one_alert_and_a_failed_run(run_dag, s3, provisioned, alerts_inbox):
     key = drop(s3, provisioned, "report.pdf", b"%PDF-1.7 not a csv")
 

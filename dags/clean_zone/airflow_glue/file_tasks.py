@@ -14,9 +14,10 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from clean_zone import config, failure_generator, processing
 from clean_zone.airflow_glue.aws import object_store
+from clean_zone.csv_validation import CsvStats
 from clean_zone.extensions import FileKind, check_file
 from clean_zone.failures import DataQualityError, DependencyError, InvalidFileError
-from clean_zone.keys import Place, place_key
+from clean_zone.keys import Place, place_key, staged_output_key
 from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle, Withdrawn, withdrawn_error
 
 CLAIM_TASK = "claim_file"
@@ -83,13 +84,18 @@ def route_by_extension(checked: dict[str, Any]) -> str:
 
 
 def validate_csv(claim: dict[str, Any]) -> dict[str, Any]:
-    """Stream the CSV once: header, column counts, UTF-8, not binary. Quarantine it if bad."""
+    """Stream the CSV once: check it (header, column counts, UTF-8, not binary) and stage its
+    normalised copy for ``write_processed_output``. Quarantine it if bad."""
     owned = Claim.from_dict(claim)
     lifecycle = _lifecycle(owned.bucket)
     chunks, gzipped = _source(lifecycle, owned)
     try:
-        stats = processing.validate(
-            chunks, gzipped=gzipped, max_inflated_bytes=lifecycle.settings.max_inflated_bytes
+        stats = processing.stage_output(
+            lifecycle.store,
+            chunks,
+            staged_output_key(lifecycle.settings, owned.key, owned.etag),
+            gzipped=gzipped,
+            max_inflated_bytes=lifecycle.settings.max_inflated_bytes,
         )
     except DataQualityError as error:
         raise lifecycle.fail_into(owned, Place.QUARANTINE, error) from error
@@ -103,23 +109,37 @@ def run_failure_generator(claim: dict[str, Any], **context: Any) -> float:
     return failure_generator.run_once(settings.failure_rate, settings.failure_seed, label)
 
 
-def write_processed_output(claim: dict[str, Any], generated: float) -> dict[str, Any]:
-    """Write the normalised CSV and a JSON summary, then move the original to processed/."""
+def write_processed_output(
+    claim: dict[str, Any], generated: float, validated: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write the normalised CSV and a JSON summary, then move the original to processed/.
+
+    The normalised CSV ``validate_csv`` staged is copied on the server: the file is not read again.
+    Without a stage (an older run's, or one cleared from here), the file is read and normalised now.
+    """
     owned = Claim.from_dict(claim)
     lifecycle = _lifecycle(owned.bucket)
-    chunks, gzipped = _source(lifecycle, owned)
-    written = processing.write_outputs(
-        lifecycle.store,
-        chunks,
-        place_key(lifecycle.settings, Place.PROCESSED, owned.relative_key),
-        gzipped=gzipped,
-        fields={
-            "source": f"s3://{owned.bucket}/{owned.key}",
-            "run_id": owned.run_id,
-            "failure_generator_result": generated,
-        },
-        max_inflated_bytes=lifecycle.settings.max_inflated_bytes,
-    )
+    base = place_key(lifecycle.settings, Place.PROCESSED, owned.relative_key)
+    fields = {
+        "source": f"s3://{owned.bucket}/{owned.key}",
+        "run_id": owned.run_id,
+        "failure_generator_result": generated,
+    }
+    staged = staged_output_key(lifecycle.settings, owned.key, owned.etag)
+    if validated is not None and lifecycle.store.head(staged) is not None:
+        written = processing.publish_output(
+            lifecycle.store, staged, base, CsvStats.from_dict(validated), fields=fields
+        )
+    else:
+        chunks, gzipped = _source(lifecycle, owned)
+        written = processing.write_outputs(
+            lifecycle.store,
+            chunks,
+            base,
+            gzipped=gzipped,
+            fields=fields,
+            max_inflated_bytes=lifecycle.settings.max_inflated_bytes,
+        )
     return {**written.summary, "location": lifecycle.finish(owned, Place.PROCESSED)}
 
 
