@@ -12,8 +12,10 @@ run, started by the trigger DAG of the chosen route with conf
 2. **process_chunk** (mapped, at most `clean_zone_burst_max_parallel_chunks` at
    once) takes each file of its chunk the single-file way: claim (exactly once,
    its own ledger record), extension check, one read that validates and
-   normalises, the failure generator retried in process with the same backoff,
-   outputs, terminal place. One file's trouble never fails or repeats the others.
+   normalises, the failure generator, outputs, terminal place. A file whose
+   generator fails is retried in process with the same backoff, but set aside
+   meanwhile: the chunk goes on with its other files and comes back to it once
+   its delay is up. One file's trouble never fails, holds or repeats the others.
 3. **report_burst** sends ONE digest alert listing every bad file, its class and
    where it went (severity of the worst), and fails the run if a file still
    waits in `processing/` after every retry: clear **process_chunk** to resume

@@ -8,14 +8,19 @@ DAGs call it through :mod:`clean_zone.airflow_glue.burst_tasks`.
   ``window_seconds`` of it, up to ``max_files``. Every group is started at
   once, so files beyond N go to a following run without a new upload. A group
   of one file runs the single-file pipeline (the reference's shape).
-* :func:`process_file` is one file's whole way through a burst: claim (its own
-  ledger record, exactly once), extension check, one read of the bytes that
-  validates and normalises together, the failure generator retried in
-  process with the retry policy's delays, the outputs, the terminal place. It
-  never raises for one file's trouble: it returns an :class:`Outcome`, so the
-  other files of its chunk go on. A file whose retries run out stays in
-  ``processing/``; clearing the chunk's task resumes it, and the files already
-  in a terminal place are only reported again.
+* :func:`process_files` takes a chunk's files to their places. One try of a
+  file (:func:`attempt_file`) is its whole way: claim (its own ledger record,
+  exactly once), extension check, one read of the bytes that validates and
+  normalises together, the failure generator, the outputs, the terminal place.
+  A file whose generator fails is set aside for the retry policy's delay (the
+  attempt numbers, delays and give-up of a failed task) while the chunk goes on
+  with its other files; once due (oldest due first) it is tried again from
+  ``processing/`` under the claim it kept. The chunk sleeps only when nothing
+  else is left, until the earliest due time: one file's backoff never holds the
+  others. No file's trouble raises: each ends as an :class:`Outcome`, in the
+  chunk's order. A file whose retries run out stays in ``processing/``;
+  clearing the chunk's task resumes it, and the files already in a terminal
+  place are only reported again.
 * :class:`Digest` is the run's one alert: every bad file, its class and where
   it went, with the severity of the worst.
 """
@@ -23,6 +28,7 @@ DAGs call it through :mod:`clean_zone.airflow_glue.burst_tasks`.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -134,25 +140,6 @@ class Outcome:
         return cls(**data)
 
 
-def with_retries[T](
-    attempt: Callable[[int], T], retriers: Sequence[Retrier], sleep: Callable[[float], None] = time.sleep
-) -> T:
-    """Call ``attempt(n)`` (n from 1) until it succeeds or the retriers say stop (then re-raise).
-
-    The same decision, and the same delays, as the retry policy gives a failed task.
-    """
-    number = 1
-    while True:
-        try:
-            return attempt(number)
-        except Exception as error:
-            decision = decide(retriers, error, number)
-            if not decision.retry:
-                raise
-            sleep(decision.delay_seconds or 0.0)
-            number += 1
-
-
 def _failed(key: str, place: Place, error: PipelineError) -> Outcome:
     return Outcome(key, place.value, error.reason, error.failure_class.value, error.location, str(error))
 
@@ -174,6 +161,70 @@ def _already_done(lifecycle: Lifecycle, claim: Claim, place: Place, where: str) 
     )
 
 
+@dataclass(frozen=True)
+class RetryLater:
+    """A file whose generator failed and the policy retries: set aside, not slept on."""
+
+    delay_seconds: float
+    attempt: int  # the number of its next attempt
+    # Kept, not claimed again: a re-claim reads the landing key, where a newer upload may be by then.
+    claim: Claim
+
+
+class _SetAside(Exception):
+    """Stops the write before anything is uploaded; carries the policy's delay."""
+
+    def __init__(self, delay_seconds: float) -> None:
+        super().__init__(f"retry in {delay_seconds:g} s")
+        self.delay_seconds = delay_seconds
+
+
+def process_files(
+    lifecycle: Lifecycle,
+    arrivals: Sequence[Arrival],
+    run_id: str,
+    generate: Callable[[str, int], float],
+    retriers: Sequence[Retrier],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Outcome]:
+    """Every file of a chunk to its place, interleaved (see the module docstring); outcomes in order.
+
+    ``generate(label, attempt)`` is one try of the failure generator.
+    """
+    outcomes: dict[int, Outcome] = {}
+    # (due time, position in the chunk, retry): the earliest due first, then the chunk's order.
+    due: list[tuple[float, int, RetryLater]] = []
+
+    def try_one(index: int, retry: RetryLater | None = None) -> None:
+        result = attempt_file(
+            lifecycle,
+            arrivals[index],
+            run_id,
+            generate,
+            retriers,
+            attempt=retry.attempt if retry else 1,
+            claim=retry.claim if retry else None,
+        )
+        if isinstance(result, RetryLater):
+            heapq.heappush(due, (clock() + result.delay_seconds, index, result))
+        else:
+            outcomes[index] = result
+
+    for index in range(len(arrivals)):
+        while due and due[0][0] <= clock():  # a due retry goes before the next new file
+            _, earlier, retry = heapq.heappop(due)
+            try_one(earlier, retry)
+        try_one(index)
+    while due:  # nothing new left: wait only for the earliest due retry
+        wait = due[0][0] - clock()
+        if wait > 0:
+            sleep(wait)
+        _, earlier, retry = heapq.heappop(due)
+        try_one(earlier, retry)
+    return [outcomes[index] for index in range(len(arrivals))]
+
+
 def process_file(
     lifecycle: Lifecycle,
     arrival: Arrival,
@@ -181,26 +232,42 @@ def process_file(
     generate: Callable[[str, int], float],
     retriers: Sequence[Retrier],
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
-    """One file of a burst, start to end; see the module docstring. ``generate(label, attempt)``
-    is one try of the failure generator."""
+    """One file alone, start to end, its retries included (the large-file benchmark's way)."""
+    return process_files(lifecycle, [arrival], run_id, generate, retriers, sleep, clock)[0]
+
+
+def attempt_file(
+    lifecycle: Lifecycle,
+    arrival: Arrival,
+    run_id: str,
+    generate: Callable[[str, int], float],
+    retriers: Sequence[Retrier],
+    attempt: int = 1,
+    claim: Claim | None = None,
+) -> Outcome | RetryLater:
+    """One try of one file: its :class:`Outcome`, or when to try again (``claim``: the one it kept)."""
     key = arrival.key
-    owner = claimant(run_id, key)
-    claim: Claim | None = None
     try:
-        outcome, claim = lifecycle.claim(key, owner, etag=arrival.etag)
-        if outcome is ClaimOutcome.KEY_TOO_LONG and claim is not None:
-            return Outcome(
-                key, Place.REJECTED.value, "key_too_long", FailureClass.INVALID_INPUT.value, claim.location
-            )
-        if outcome is ClaimOutcome.DUPLICATE:
-            return Outcome(key, Place.DUPLICATES.value, "duplicate")
         if claim is None:
-            return Outcome(key, outcome.value, outcome.value)
-        place, where = lifecycle.locate(claim.relative_key)
-        if place is not None and place is not Place.PROCESSING:
-            return _already_done(lifecycle, claim, place, where)
-        return _process_claimed(lifecycle, claim, generate, retriers, sleep)
+            outcome, claim = lifecycle.claim(key, claimant(run_id, key), etag=arrival.etag)
+            if outcome is ClaimOutcome.KEY_TOO_LONG and claim is not None:
+                return Outcome(
+                    key,
+                    Place.REJECTED.value,
+                    "key_too_long",
+                    FailureClass.INVALID_INPUT.value,
+                    claim.location,
+                )
+            if outcome is ClaimOutcome.DUPLICATE:
+                return Outcome(key, Place.DUPLICATES.value, "duplicate")
+            if claim is None:
+                return Outcome(key, outcome.value, outcome.value)
+            place, where = lifecycle.locate(claim.relative_key)
+            if place is not None and place is not Place.PROCESSING:
+                return _already_done(lifecycle, claim, place, where)
+        return _process_claimed(lifecycle, claim, generate, retriers, attempt)
     except Exception as error:  # one file's bug or outage must not stop the others of its chunk
         return _waiting(lifecycle, key, claim, error)
 
@@ -222,8 +289,8 @@ def _process_claimed(
     claim: Claim,
     generate: Callable[[str, int], float],
     retriers: Sequence[Retrier],
-    sleep: Callable[[float], None],
-) -> Outcome:
+    attempt: int,
+) -> Outcome | RetryLater:
     checked = check_file(claim.bucket, claim.key, claim.size)
     if not checked.kind.is_csv:
         error = InvalidFileError(
@@ -234,10 +301,14 @@ def _process_claimed(
 
     def run_generator(_stats: Any) -> dict[str, Any]:
         # After the one read that validated and normalised, before anything is written: a file
-        # whose retries run out leaves no output behind and waits in processing/.
-        result = with_retries(
-            lambda attempt: generate(f"{claim.run_id}|{claim.key}", attempt), retriers, sleep
-        )
+        # set aside, or out of retries, leaves no output behind and waits in processing/.
+        try:
+            result = generate(f"{claim.run_id}|{claim.key}", attempt)
+        except Exception as error:
+            decision = decide(retriers, error, attempt)
+            if not decision.retry:
+                raise  # given up: the file waits in processing/ (or the error is not retried at all)
+            raise _SetAside(decision.delay_seconds or 0.0) from error
         return {"failure_generator_result": result}
 
     source = place_key(lifecycle.settings, Place.PROCESSING, claim.relative_key)
@@ -251,6 +322,8 @@ def _process_claimed(
             before_upload=run_generator,
             max_inflated_bytes=lifecycle.settings.max_inflated_bytes,
         )
+    except _SetAside as later:
+        return RetryLater(later.delay_seconds, attempt + 1, claim)
     except DataQualityError as error:
         return _failed(claim.key, Place.QUARANTINE, lifecycle.fail_into(claim, Place.QUARANTINE, error))
     location = lifecycle.finish(claim, Place.PROCESSED)

@@ -3,7 +3,8 @@
 The run's conf lists its files (``{"bucket", "files": [{"key", "etag"}, ...]}``,
 set by the trigger DAGs). :func:`plan_chunks` cuts them into chunks of
 ``clean_zone_burst_chunk_files``; :func:`process_chunk` (mapped, bounded) takes
-each file of its chunk through :func:`clean_zone.burst.process_file`;
+the files of its chunk through :func:`clean_zone.burst.process_files`, which
+interleaves them: a file waiting out its retry's backoff never holds the others;
 :func:`report_burst` sends the one digest alert and fails the run if a file
 still waits in ``processing/``.
 """
@@ -46,17 +47,11 @@ def process_chunk(chunk: dict[str, Any], **context: Any) -> list[dict[str, Any]]
         tag = f"{label}|{try_number}.{attempt}"
         return failure_generator.run_once(settings.failure_rate, settings.failure_seed, tag)
 
-    retriers = standard_retriers(settings)
-    return [
-        burst.process_file(
-            lifecycle,
-            burst.Arrival(chunk["bucket"], f["key"], f.get("etag"), None),
-            context["run_id"],
-            generate,
-            retriers,
-        ).to_dict()
-        for f in chunk["files"]
-    ]
+    arrivals = [burst.Arrival(chunk["bucket"], f["key"], f.get("etag"), None) for f in chunk["files"]]
+    outcomes = burst.process_files(
+        lifecycle, arrivals, context["run_id"], generate, standard_retriers(settings)
+    )
+    return [outcome.to_dict() for outcome in outcomes]
 
 
 class FilesStillWaiting(AirflowFailException):

@@ -1,14 +1,13 @@
-"""Cutting waiting files into bursts, the in-process retry loop, and the digest's wording."""
+"""Cutting waiting files into bursts, and the digest's wording.
+
+A chunk's in-process retries run against S3: tests/e2e/test_burst_interleaving.py.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from clean_zone.backoff import Retrier
-from clean_zone.burst import Arrival, Digest, Outcome, burst_run_id, chunked, group, with_retries
-from clean_zone.failures import EndpointError, FailureClass
+from clean_zone.burst import Arrival, Digest, Outcome, burst_run_id, chunked, group
 
 
 def arrivals(*seconds: float) -> list[Arrival]:
@@ -43,35 +42,6 @@ def test_the_same_burst_seen_twice_gets_the_same_run_id_and_another_burst_anothe
 
 def test_chunks_keep_order_and_bound_their_size() -> None:
     assert chunked(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
-
-
-def test_retries_follow_the_retriers_delays_then_give_up() -> None:
-    retriers = [Retrier((FailureClass.ENDPOINT,), interval_seconds=10, max_attempts=3, backoff_rate=1.5)]
-    slept: list[float] = []
-
-    def always_down(attempt: int) -> float:
-        raise EndpointError(f"down on try {attempt}")
-
-    with pytest.raises(EndpointError, match="try 4"):
-        with_retries(always_down, retriers, slept.append)
-    assert slept == [10, 15, 22.5]
-
-    slept.clear()
-    assert (
-        with_retries(
-            lambda attempt: 10 / (attempt - 1) if attempt > 1 else always_down(1), retriers, slept.append
-        )
-        == 10
-    )
-    assert slept == [10]
-
-
-def test_a_code_error_is_not_retried() -> None:
-    retriers = [Retrier((FailureClass.ENDPOINT,), interval_seconds=1, max_attempts=3)]
-    slept: list[float] = []
-    with pytest.raises(KeyError):
-        with_retries(lambda attempt: {}["x"], retriers, slept.append)
-    assert slept == []
 
 
 def test_the_digest_takes_the_severity_of_the_worst_file() -> None:
