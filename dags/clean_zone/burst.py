@@ -264,9 +264,10 @@ def attempt_file(
                 return Outcome(key, Place.DUPLICATES.value, "duplicate")
             if claim is None:
                 return Outcome(key, outcome.value, outcome.value)
-            place, where = lifecycle.locate(claim.relative_key)
-            if place is not None and place is not Place.PROCESSING:
-                return _already_done(lifecycle, claim, place, where)
+            if outcome is ClaimOutcome.RESUMED:  # a cleared chunk: the file may have ended already
+                place, where = lifecycle.locate(claim.relative_key)
+                if place is not None and place is not Place.PROCESSING:
+                    return _already_done(lifecycle, claim, place, where)
         return _process_claimed(lifecycle, claim, generate, retriers, attempt)
     except Exception as error:  # one file's bug or outage must not stop the others of its chunk
         return _waiting(lifecycle, key, claim, error)

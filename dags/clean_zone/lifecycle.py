@@ -236,7 +236,7 @@ class Lifecycle:
         )
         version = info.version_id
         if key != target:
-            version = self.store.move(key, target, version_id=info.version_id).version_id
+            version = self.store.move(key, target, version_id=info.version_id, source=info).version_id
         return Claim(
             self.store.bucket, key, rel, info.size, info.etag, run_id, self.store.url(target), version
         )
@@ -334,7 +334,10 @@ class Lifecycle:
     def _ledger(self, claim: Claim) -> tuple[str, dict[str, Any]]:
         """The claimed upload's ledger key and record ({} if there is none)."""
         record_key = ledger_key(self.settings, claim.key, claim.etag)
-        return record_key, (self.store.get_json(record_key) if self.store.head(record_key) else {})
+        try:
+            return record_key, self.store.get_json(record_key)
+        except ObjectMissing:
+            return record_key, {}
 
     # --- ending --------------------------------------------------------------
     def finish(self, claim: Claim, place: Place, reason: dict[str, Any] | None = None) -> str:
@@ -350,7 +353,8 @@ class Lifecycle:
         record_key, claimed = self._ledger(claim)
         if claimed.get("run_id") == claim.run_id and claimed.get("state") == place.value:
             return self.store.url(target)  # this step finished before (a retry, or a cleared task)
-        if self.store.head(processing, version_id=version) is None:
+        held = self.store.head(processing, version_id=version)
+        if held is None:
             finished = self.store.head(target)
             if finished is None or finished.size != claim.size:
                 raise self.withdraw(claim)
@@ -362,7 +366,7 @@ class Lifecycle:
             self.store.put_json(sidecar, document)
         if source is not None:
             try:
-                version = self.store.move(source, target, version_id=version).version_id
+                version = self.store.move(source, target, version_id=version, source=held).version_id
             except ObjectMissing:
                 if reason is not None:
                     self.store.delete(sidecar)

@@ -200,15 +200,24 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as error:
             _fail("upload", self.bucket, key, error)
 
-    def copy(self, source_key: str, target_key: str, *, version_id: str | None = None) -> ObjectInfo:
+    def copy(
+        self,
+        source_key: str,
+        target_key: str,
+        *,
+        version_id: str | None = None,
+        source: ObjectInfo | None = None,
+    ) -> ObjectInfo:
         """Copy within the bucket and confirm the copy landed whole.
 
         One CopyObject up to S3's 5 GB limit for it: the server copies the bytes in one request.
         boto3's managed copy would split anything over 8 MB into part copies (a 1 GiB claim took
         80 s that way); parts are used only above 5 GB, where S3 requires them, in 512 MiB pieces.
-        ``version_id`` copies that version of the source rather than its current one.
+        ``version_id`` copies that version of the source rather than its current one. ``source``
+        is the source's head when the caller has it already (one request fewer).
         """
-        source = self.head(source_key, version_id=version_id)
+        if source is None:
+            source = self.head(source_key, version_id=version_id)
         if source is None:
             raise ObjectMissing(self.url(source_key))
         origin = {"Bucket": self.bucket, "Key": source_key}
@@ -218,11 +227,11 @@ class ObjectStore:
             if source.size <= MAX_SINGLE_COPY_BYTES:
                 # CRC32 asks for a whole-object checksum of the copy: a multipart upload's composite
                 # checksum carried over as it is would not match the bytes a reader validates.
-                self.client.copy_object(
+                answer = self.client.copy_object(
                     CopySource=origin, Bucket=self.bucket, Key=target_key, ChecksumAlgorithm="CRC32"
                 )
-            else:
-                self.client.copy(origin, self.bucket, target_key, Config=_LARGE_COPY)
+                return self._copied(source, target_key, answer)
+            self.client.copy(origin, self.bucket, target_key, Config=_LARGE_COPY)
         except ClientError as error:
             if _code(error) in _MISSING_CODES:
                 raise ObjectMissing(self.url(source_key)) from error
@@ -234,19 +243,44 @@ class ObjectStore:
             raise EndpointError(f"copy of {self.url(source_key)} to {target_key} did not land whole")
         return copied
 
+    def _copied(self, source: ObjectInfo, target_key: str, answer: dict[str, Any]) -> ObjectInfo:
+        """The copy, from CopyObject's answer: S3 answers only once the copy is whole, so no HEAD.
+
+        A single-part object's ETag is the MD5 of its bytes: the copy's must be the source's.
+        """
+        result = answer.get("CopyObjectResult") or {}
+        etag = str(result.get("ETag", "")).strip('"')
+        if "-" not in source.etag and etag and etag != source.etag:
+            raise EndpointError(f"copy of {self.url(source.key)} to {target_key} did not land whole")
+        return ObjectInfo(
+            key=target_key,
+            size=source.size,
+            etag=etag,
+            version_id=answer.get("VersionId"),
+            last_modified=_iso(result.get("LastModified")),
+        )
+
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError) as error:
             _fail("delete", self.bucket, key, error)
 
-    def move(self, source_key: str, target_key: str, *, version_id: str | None = None) -> ObjectInfo:
+    def move(
+        self,
+        source_key: str,
+        target_key: str,
+        *,
+        version_id: str | None = None,
+        source: ObjectInfo | None = None,
+    ) -> ObjectInfo:
         """Copy, confirm, then delete the source: the object is never only in flight.
 
         ``version_id`` moves that version of the source, and deletes the source only while it still
         shows that version: a newer upload to the key is never hidden behind a delete marker.
+        ``source``: the source's head, when the caller has it (see :meth:`copy`).
         """
-        copied = self.copy(source_key, target_key, version_id=version_id)
+        copied = self.copy(source_key, target_key, version_id=version_id, source=source)
         if version_id is not None:
             current = self.head(source_key)
             if current is None or current.version_id != version_id:

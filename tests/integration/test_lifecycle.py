@@ -84,7 +84,7 @@ def test_another_run_finds_the_file_taken(lifecycle: Lifecycle) -> None:
 class _KilledMidMove(ObjectStore):
     """A worker that dies after recording its claim, before moving the file."""
 
-    def copy(self, source_key: str, target_key: str, *, version_id: str | None = None) -> ObjectInfo:
+    def copy(self, source_key: str, target_key: str, **_: object) -> ObjectInfo:
         raise SystemExit("worker killed")
 
 

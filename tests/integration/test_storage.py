@@ -68,6 +68,24 @@ def test_move_copies_confirms_then_deletes(store: ObjectStore) -> None:
         store.move("landing/a.csv", "processed/again.csv")
 
 
+def test_a_copy_describes_the_object_it_made_as_a_head_would(store: ObjectStore) -> None:
+    # The copy is described from CopyObject's answer (no HEAD): it must say what a HEAD says.
+    store.put_bytes("landing/v.csv", b"id\n1\n")
+    source = store.head("landing/v.csv")
+    assert source is not None
+    for known in (None, source):  # looked up by the copy, or handed over by the caller
+        copied = store.copy("landing/v.csv", "processed/v.csv", version_id=source.version_id, source=known)
+        head = store.head("processed/v.csv")
+        assert head is not None
+        assert (copied.key, copied.size, copied.etag, copied.version_id) == (
+            head.key,
+            head.size,
+            head.etag,
+            head.version_id,
+        )
+        assert copied.etag == source.etag  # the same bytes
+
+
 def test_s3_unreachable_is_an_endpoint_error(aws_env: str) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
