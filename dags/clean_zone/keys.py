@@ -135,6 +135,11 @@ def staged_output_key(settings: Settings, key: str, etag: str) -> str:
     return f"{settings.state_prefix}staged/{digest}{OUTPUT_SUFFIX}"
 
 
+def events_handed_over_key(settings: Settings) -> str:
+    """The newest S3 event the events route has handed over (its runs skip older ones)."""
+    return f"{settings.state_prefix}events/handed-over.json"
+
+
 def run_record_key(settings: Settings, run_id: str) -> str:
     """The file pipeline's note of what a run claimed (a retry finds its file through it)."""
     return f"{settings.state_prefix}runs/{hashlib.sha256(run_id.encode()).hexdigest()}.json"

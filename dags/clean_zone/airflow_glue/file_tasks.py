@@ -140,6 +140,7 @@ def write_processed_output(
             fields=fields,
             max_inflated_bytes=lifecycle.settings.max_inflated_bytes,
         )
+        lifecycle.store.delete(staged)  # a stage the run could not use is not left behind
     return {**written.summary, "location": lifecycle.finish(owned, Place.PROCESSED)}
 
 

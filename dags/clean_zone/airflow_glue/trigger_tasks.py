@@ -18,6 +18,7 @@ instance per hand-over rather than one per run started.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,9 +27,9 @@ from clean_zone.airflow_glue.aws import object_store
 from clean_zone.burst import Arrival
 from clean_zone.events import pipeline_note, pipeline_run_id
 from clean_zone.failures import EndpointError
-from clean_zone.keys import display_key, is_folder_marker
+from clean_zone.keys import display_key, events_handed_over_key, is_folder_marker
 from clean_zone.lifecycle import Lifecycle
-from clean_zone.storage import ObjectStore
+from clean_zone.storage import ObjectMissing, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,11 @@ PIPELINE_DAG = "clean_zone_file_pipeline"
 BURST_DAG = "clean_zone_file_burst"
 # One watcher cycle hands over at most this many files; the next cycle picks up the rest.
 MAX_FILES_PER_CYCLE = 2000
-# Asset events (10 messages each at most) one events run takes beyond its own; the rest wait.
-MAX_LATER_EVENTS = MAX_FILES_PER_CYCLE // 10
+# Asset events (10 messages each at most) one events run takes; the rest go to the next run.
+MAX_EVENTS_PER_RUN = MAX_FILES_PER_CYCLE // 10
+# While a burst still arrives, the hand-over looks for more events this often (a quiet look ends it).
+GATHER_POLL_SECONDS = 1.0
+_pause = time.sleep  # a test replaces it to let events arrive between looks
 
 
 def dispatch(arrivals: list[Arrival], settings: config.Settings) -> list[dict[str, Any]]:
@@ -127,32 +131,108 @@ def _landing_arrivals(
 def s3_event_runs(**context: Any) -> list[dict[str, Any]]:
     """Start runs for the objects created in the delivered S3 event notifications.
 
-    Messages come from the Asset watcher's events or, for a replay by hand,
-    from the run's conf ``{"messages": [<SQS message>, ...]}``. A run with no
-    messages (the timed run, every ``clean_zone_landing_sweep_minutes``) sweeps
-    instead: files that waited in landing/ longer than that get their runs.
+    Messages come from the Asset watcher's events (see :func:`_hand_over_events`) or, for a replay
+    by hand, from the run's conf ``{"messages": [<SQS message>, ...]}``. A run with no messages
+    (the timed run, every ``clean_zone_landing_sweep_minutes``) sweeps instead: files that waited
+    in landing/ longer than that get their runs.
     """
     settings = config.load()
-    delivered = [event for batch in context["triggering_asset_events"].values() for event in batch]
-    if delivered:
-        delivered += _events_left_for_the_next_run(context)
-    messages = events.messages_from_asset_events(delivered) or list(
-        (context["dag_run"].conf or {}).get("messages", [])
-    )
+    triggering = [event for batch in context["triggering_asset_events"].values() for event in batch]
+    if triggering:
+        return _hand_over_events(context, triggering, settings)
+    messages = list((context["dag_run"].conf or {}).get("messages", []))
     if not messages:
         return start_runs(sweep_landing(settings))
-    created = events.objects_created(messages, settings.bucket, settings.landing_prefix)
-    # An upload the watcher's run already claimed gets no second run (one that would only skip, green).
     lifecycle = Lifecycle(object_store(settings), settings)
+    return start_runs(dispatch(_arrivals(messages, lifecycle, settings), settings))
+
+
+def _hand_over_events(
+    context: dict[str, Any], triggering: list[Any], settings: config.Settings
+) -> list[dict[str, Any]]:
+    """Hand over every event since the last hand-over, gathering a burst while it still arrives.
+
+    * **Since the last hand-over**: Airflow gives a run the events up to the moment its first
+      event queued it; those that arrive while it waits to be created belong to no run until
+      another event comes (at the end of a burst, none does). So a run takes every event after
+      the last one handed over (``_state/events/handed-over.json``, written once the runs are
+      started), whichever run Airflow gave it to; the next run skips what this one took.
+    * **Gathering**: when several files came and fewer than ``clean_zone_burst_max_files``, the
+      burst is still arriving: the task waits for more, a second at a time, until N files, a
+      quiet second, or ``clean_zone_burst_window_seconds`` (T) from the start. So a burst
+      becomes runs of up to N files, not one run per SQS batch of ten; a file alone starts at once.
+    """
+    store = object_store(settings)
+    lifecycle = Lifecycle(store, settings)
+    handed = _read_handed_over(store, settings)
+    since = handed or min(event.timestamp for event in triggering)
+    # The triggering events are among those read back (the same rows); read back, later ones come too.
+    taken = _events_after(context, since, handed) or [
+        e for e in triggering if handed is None or e.timestamp > handed
+    ]
+    arrivals = _arrivals(events.messages_from_asset_events(taken), lifecycle, settings)
+    deadline = time.monotonic() + settings.burst_window_seconds
+    while 1 < len(arrivals) < settings.burst_max_files and time.monotonic() < deadline:
+        _pause(GATHER_POLL_SECONDS)
+        newest = max(event.timestamp for event in taken)
+        later = _events_after(context, newest, newest)
+        if not later:
+            break  # a quiet second: the burst is over
+        taken += later
+        arrivals += _arrivals(events.messages_from_asset_events(later), lifecycle, settings)
+    started = start_runs(dispatch(_unique(arrivals), settings))
+    if taken:
+        _write_handed_over(store, settings, max(event.timestamp for event in taken), context["run_id"])
+    return started
+
+
+def _events_after(context: dict[str, Any], since: datetime, strictly_after: datetime | None) -> list[Any]:
+    """The asset's events from ``since`` on (oldest first, at most MAX_EVENTS_PER_RUN), newer than
+    ``strictly_after``."""
+    found = context["inlet_events"][0].after(since.isoformat()).limit(MAX_EVENTS_PER_RUN)
+    return [event for event in found if strictly_after is None or event.timestamp > strictly_after]
+
+
+def _arrivals(
+    messages: list[dict[str, Any]], lifecycle: Lifecycle, settings: config.Settings
+) -> list[Arrival]:
+    """The uploads the messages announce, less those a run already claimed."""
     arrivals = []
-    for item in created:
+    for item in events.objects_created(messages, settings.bucket, settings.landing_prefix):
+        # An upload the watcher's run already claimed gets no second run (one that would only skip).
         if _already_claimed(lifecycle, item.key, item.etag, item.version_id):
             continue
         etag = (item.etag or "").strip('"') or None
         # The event time and the ETag make the upload marker: a re-delivered event maps to the same run.
         marker = f"{item.event_time}/{item.etag}"
         arrivals.append(Arrival(item.bucket, item.key, etag, item.event_time, marker, item.version_id))
-    return start_runs(dispatch(arrivals, settings))
+    return arrivals
+
+
+def _unique(arrivals: list[Arrival]) -> list[Arrival]:
+    """One arrival per upload (an event may come twice: SQS delivers at least once)."""
+    return list({(a.bucket, a.key, a.upload_marker): a for a in arrivals}.values())
+
+
+def _read_handed_over(store: ObjectStore, settings: config.Settings) -> datetime | None:
+    """When the newest event handed over so far was recorded; None if unknown (then the run takes
+    what Airflow gave it: at worst a file is handed over twice, and its claim keeps it once)."""
+    try:
+        return datetime.fromisoformat(store.get_json(events_handed_over_key(settings))["timestamp"])
+    except ObjectMissing:
+        return None
+    except (EndpointError, KeyError, ValueError) as error:
+        log.warning("could not read which events were handed over (%s); taking this run's", error)
+        return None
+
+
+def _write_handed_over(store: ObjectStore, settings: config.Settings, newest: datetime, run_id: str) -> None:
+    try:
+        store.put_json(events_handed_over_key(settings), {"timestamp": newest.isoformat(), "run_id": run_id})
+    except EndpointError as error:
+        log.warning(
+            "could not record which events were handed over (%s); the next run may repeat some", error
+        )
 
 
 def _already_claimed(lifecycle: Lifecycle, key: str, etag: str | None, version_id: str | None) -> bool:
@@ -167,19 +247,6 @@ def _already_claimed(lifecycle: Lifecycle, key: str, etag: str | None, version_i
     except EndpointError as error:
         log.warning("could not tell whether %s was claimed (%s); handing it over", display_key(key), error)
         return False
-
-
-def _events_left_for_the_next_run(context: dict[str, Any]) -> list[Any]:
-    """Asset events that arrived after this run was queued, which Airflow leaves to the next run.
-
-    The scheduler gives a run the events up to the moment its first event queued it
-    (``AssetEvent.timestamp <= triggered_date``); those that arrive while it waits to be created
-    belong to no run until another event queues the next one, and at the end of a burst none
-    does. This run takes them too. If a next run comes, it hands the same files over again under
-    the same run ids, so nothing starts twice.
-    """
-    later = context["inlet_events"][0].after(context["dag_run"].run_after).limit(MAX_LATER_EVENTS)
-    return list(later)
 
 
 def sweep_landing(settings: config.Settings) -> list[dict[str, Any]]:
