@@ -4,7 +4,8 @@
 The event-driven trigger (the reference's EventBridge rule, without polling):
 the bucket sends S3 event notifications for objects created under the landing
 prefix to an SQS queue; an Asset watcher reads the queue in the triggerer
-(`MessageQueueTrigger`, scheme `sqs`) and the messages start this DAG (one run
+(`SqsDrainTrigger` in `plugins/`, the provider's SQS trigger made to drain the
+queue once a message came) and the messages start this DAG (one run
 at a time: events arriving meanwhile gather into the next run), whose one task
 `start_file_runs` hands the created objects over: a file alone to
 `clean_zone_file_pipeline`, files that landed together to
@@ -35,8 +36,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, DeltaTriggerTimetable, task
+from clean_zone_sqs_trigger import SqsDrainTrigger  # plugins/: the triggerer imports it from there
 
 from clean_zone import config
 from clean_zone.airflow_glue import trigger_tasks as steps
@@ -53,16 +54,17 @@ if settings.trigger_route in ("events", "both"):
         watchers=[
             AssetWatcher(
                 name="clean_zone_s3_events_queue",
-                trigger=MessageQueueTrigger(
-                    scheme="sqs",
+                trigger=SqsDrainTrigger(
                     sqs_queue=settings.events_queue_url,
                     aws_conn_id=settings.aws_conn_id,
                     region_name=settings.region,
                     max_messages=10,
                     # Long polling: SQS answers the moment a message arrives (up to 20 s per request),
-                    # so the watcher notices an upload at once and asks 3 times a minute when idle.
+                    # so the watcher notices an upload at once and asks 3 times a minute when idle;
+                    # then it drains what is queued, so a burst arrives as a few large events.
                     wait_time_seconds=EVENTS_LONG_POLL_SECONDS,
                     waiter_delay=1,
+                    max_drain_messages=settings.burst_max_files,
                 ),
             )
         ],

@@ -180,6 +180,8 @@ def offline_parse(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "PYTHONPATH": str(guard_dir),
         "NETWORK_GUARD_LOG": str(tmp_path / "network-attempts.log"),
         "AIRFLOW_HOME": str(airflow_home),
+        # As every Airflow component has it: the plugins folder is on the path (the events DAG's trigger).
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(DAGS_FOLDER.parent / "plugins"),
         # Unreachable on purpose: the discard port; any use of it at parse time is a bug.
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
         "AWS_CONFIG_FILE": "/dev/null",
