@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,15 +79,6 @@ class Endpoint:
 
     def client(self, service: str) -> Any:
         return local_aws.client(service, self.url, attempts=1)
-
-
-@pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[Endpoint]:
-    running = Endpoint(tmp_path / "state", _free_port())
-    running.start()
-    yield running
-    if running.process is not None and running.process.poll() is None:
-        running.stop(signal.SIGKILL)
 
 
 def _write_world(endpoint: Endpoint) -> dict[str, object]:

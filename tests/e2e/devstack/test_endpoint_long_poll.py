@@ -1,4 +1,4 @@
-"""SQS long polling on the durable endpoint: a waiting ReceiveMessage neither blocks other
+"""SQS long polling on the endpoint endpoint: a waiting ReceiveMessage neither blocks other
 writes nor misses the message that should end it.
 
 moto long-polls inside the receive, which under the endpoint's write lock would hold every
@@ -9,27 +9,14 @@ Each test starts the endpoint on its own port and talks to it over HTTP with bot
 from __future__ import annotations
 
 import json
-import signal
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.e2e.devstack.test_endpoint_durability import Endpoint, _free_port
-
-
-@pytest.fixture
-def durable(tmp_path: Path) -> Iterator[Endpoint]:
-    running = Endpoint(tmp_path / "state", _free_port())
-    running.start()
-    yield running
-    if running.process is not None and running.process.poll() is None:
-        running.stop(signal.SIGKILL)
+from tests.e2e.devstack.test_endpoint_durability import Endpoint
 
 
 def _in_thread(call: Callable[[], Any]) -> tuple[Future[tuple[Any, float]], ThreadPoolExecutor]:
@@ -45,13 +32,13 @@ def _timed(call: Callable[[], Any]) -> float:
 
 
 def test_a_long_poll_gets_a_message_sent_while_it_waits_and_blocks_no_other_write(
-    durable: Endpoint,
+    endpoint: Endpoint,
 ) -> None:
-    sqs, s3 = durable.client("sqs"), durable.client("s3")
+    sqs, s3 = endpoint.client("sqs"), endpoint.client("s3")
     waited = sqs.create_queue(QueueName="waited")["QueueUrl"]
     other = sqs.create_queue(QueueName="other")["QueueUrl"]
     s3.create_bucket(Bucket="busy-zone")
-    poller = durable.client("sqs")  # its own client: botocore clients are not shared across threads
+    poller = endpoint.client("sqs")  # its own client: botocore clients are not shared across threads
     future, pool = _in_thread(lambda: poller.receive_message(QueueUrl=waited, WaitTimeSeconds=10))
     try:
         time.sleep(0.5)
@@ -70,8 +57,8 @@ def test_a_long_poll_gets_a_message_sent_while_it_waits_and_blocks_no_other_writ
     assert ended - sent < 3, f"the poll returned {ended - sent:.1f} s after the send"
 
 
-def test_an_s3_notification_wakes_a_waiting_long_poll(durable: Endpoint) -> None:
-    sqs, s3 = durable.client("sqs"), durable.client("s3")
+def test_an_s3_notification_wakes_a_waiting_long_poll(endpoint: Endpoint) -> None:
+    sqs, s3 = endpoint.client("sqs"), endpoint.client("s3")
     queue = sqs.create_queue(QueueName="events")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -93,7 +80,7 @@ def test_an_s3_notification_wakes_a_waiting_long_poll(durable: Endpoint) -> None
     # Configuring the notification sends S3's TestEvent: drain it, so the poll starts empty.
     while sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages"):
         pass
-    poller = durable.client("sqs")
+    poller = endpoint.client("sqs")
     future, pool = _in_thread(
         lambda: poller.receive_message(QueueUrl=queue, WaitTimeSeconds=10, MaxNumberOfMessages=10)
     )
@@ -116,8 +103,8 @@ def test_an_s3_notification_wakes_a_waiting_long_poll(durable: Endpoint) -> None
     assert ended - put < 3, f"the poll returned {ended - put:.1f} s after the put"
 
 
-def test_a_long_poll_on_an_empty_queue_returns_empty_after_its_wait_time(durable: Endpoint) -> None:
-    sqs = durable.client("sqs")
+def test_a_long_poll_on_an_empty_queue_returns_empty_after_its_wait_time(endpoint: Endpoint) -> None:
+    sqs = endpoint.client("sqs")
     queue = sqs.create_queue(QueueName="quiet")["QueueUrl"]
     started = time.monotonic()
     response = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=2)
@@ -126,15 +113,15 @@ def test_a_long_poll_on_an_empty_queue_returns_empty_after_its_wait_time(durable
     assert 1.9 <= took < 4, f"a 2 s long poll took {took:.2f} s"
 
 
-def test_a_query_protocol_long_poll_is_woken_by_a_send(durable: Endpoint) -> None:
+def test_a_query_protocol_long_poll_is_woken_by_a_send(endpoint: Endpoint) -> None:
     # Older SDKs speak the query protocol: form body in, XML out.
-    sqs = durable.client("sqs")
+    sqs = endpoint.client("sqs")
     queue = sqs.create_queue(QueueName="legacy")["QueueUrl"]
     form = urllib.parse.urlencode(
         {"Action": "ReceiveMessage", "QueueUrl": queue, "WaitTimeSeconds": "10", "Version": "2012-11-05"}
     ).encode()
     request = urllib.request.Request(
-        durable.url,
+        endpoint.url,
         data=form,
         headers={
             "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
