@@ -27,6 +27,9 @@ DAGS = Path(__file__).resolve().parents[3] / "dags"
 
 
 def count(files: int) -> list[dict[str, Any]]:
+    # As on every Airflow component: the plugins folder is importable (the events DAG's trigger is there).
+    if str(DAGS.parent / "plugins") not in sys.path:
+        sys.path.append(str(DAGS.parent / "plugins"))
     from airflow.dag_processing.dagbag import DagBag
 
     from clean_zone import config

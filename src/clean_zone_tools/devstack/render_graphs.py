@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="render-graphs-"))
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    # As on every Airflow component: the plugins folder is importable (the events DAG's trigger is there).
+    os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.dot_renderer import render_dag
 
