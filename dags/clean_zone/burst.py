@@ -163,12 +163,13 @@ def _already_done(lifecycle: Lifecycle, claim: Claim, place: Place, where: str) 
 
 @dataclass(frozen=True)
 class RetryLater:
-    """A file whose generator failed and the policy retries: set aside, not slept on."""
+    """A file the policy retries (its generator failed, or S3 did): set aside, not slept on."""
 
     delay_seconds: float
     attempt: int  # the number of its next attempt
     # Kept, not claimed again: a re-claim reads the landing key, where a newer upload may be by then.
-    claim: Claim
+    # None: the claim itself failed, and the next attempt claims.
+    claim: Claim | None
 
 
 class _SetAside(Exception):
@@ -268,8 +269,16 @@ def attempt_file(
                 place, where = lifecycle.locate(claim.relative_key)
                 if place is not None and place is not Place.PROCESSING:
                     return _already_done(lifecycle, claim, place, where)
+        elif attempt > 1:  # a retry after an outage: the attempt before may have got further than it knew
+            place, where = lifecycle.locate(claim.relative_key)
+            if place is not None and place is not Place.PROCESSING:
+                return _already_done(lifecycle, claim, place, where)
         return _process_claimed(lifecycle, claim, generate, retriers, attempt)
     except Exception as error:  # one file's bug or outage must not stop the others of its chunk
+        # An outage is retried like the generator's failures, with the same policy; a bug is not.
+        decision = decide(retriers, error, attempt)
+        if decision.retry:
+            return RetryLater(decision.delay_seconds or 0.0, attempt + 1, claim)
         return _waiting(lifecycle, key, claim, error)
 
 

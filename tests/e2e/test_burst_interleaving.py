@@ -177,3 +177,34 @@ def test_outcomes_come_back_in_the_chunks_order_whatever_order_the_files_finish_
         ("landing/c.csv", "processed", "processed"),
         ("landing/d.csv", "processed", "processed"),
     ]
+
+
+def test_an_outage_meeting_one_file_is_retried_like_the_generator_and_holds_no_other(
+    s3, provisioned, monkeypatch
+):
+    # S3 refuses file a's claim once (an outage shorter than the retry budget): a is set aside for
+    # the policy's delay and claimed again; b and c go on meanwhile. Nothing waits, nothing alerts.
+    from clean_zone.failures import EndpointError
+
+    real_claim = Lifecycle.claim
+    refused: list[str] = []
+
+    def claim_refused_once_for_a(self: Lifecycle, key: str, *args: Any, **kwargs: Any) -> Any:
+        if key.endswith("/a.csv") and not refused:
+            refused.append(key)
+            raise EndpointError("connection refused (the endpoint is down)")
+        return real_claim(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(Lifecycle, "claim", claim_refused_once_for_a)
+    clock = FakeTime()
+    generate = Generator(clock, fails={})
+
+    outcomes = run_chunk(s3, provisioned, ["outage/a.csv", "outage/b.csv", "outage/c.csv"], generate)
+
+    assert [o.place for o in outcomes] == ["processed"] * 3
+    assert refused == ["landing/outage/a.csv"]
+    assert [call[0] for call in generate.calls] == ["outage/b.csv", "outage/c.csv", "outage/a.csv"]
+    assert clock.slept == [10]  # the policy's first delay, slept only once b and c were done
+    assert generate.calls[-1][1] == 2  # a's second attempt
+    for rel in ("outage/a.csv", "outage/b.csv", "outage/c.csv"):
+        assert where_is(s3, provisioned, rel) == [provisioned.processed_prefix]
