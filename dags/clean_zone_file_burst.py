@@ -13,7 +13,8 @@ run, started by the trigger DAG of the chosen route with conf
    once) takes each file of its chunk the single-file way: claim (exactly once,
    its own ledger record), extension check, one read that validates and
    normalises, the failure generator, outputs, terminal place. A file whose
-   generator fails is retried in process with the same backoff, but set aside
+   generator fails, or that meets an S3 outage, is retried in process with the
+   same backoff, but set aside
    meanwhile: the chunk goes on with its other files and comes back to it once
    its delay is up. One file's trouble never fails, holds or repeats the others.
 3. **report_burst** sends ONE digest alert listing every bad file, its class and

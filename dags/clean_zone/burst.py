@@ -12,10 +12,11 @@ DAGs call it through :mod:`clean_zone.airflow_glue.burst_tasks`.
   file (:func:`attempt_file`) is its whole way: claim (its own ledger record,
   exactly once), extension check, one read of the bytes that validates and
   normalises together, the failure generator, the outputs, the terminal place.
-  A file whose generator fails is set aside for the retry policy's delay (the
-  attempt numbers, delays and give-up of a failed task) while the chunk goes on
-  with its other files; once due (oldest due first) it is tried again from
-  ``processing/`` under the claim it kept. The chunk sleeps only when nothing
+  A file whose generator fails, or that meets an S3 outage, is set aside for
+  the retry policy's delay (the attempt numbers, delays and give-up of a failed
+  task) while the chunk goes on with its other files; once due (oldest due
+  first) it is tried again from ``processing/`` under the claim it kept (or
+  claimed again, if the outage met the claim). The chunk sleeps only when nothing
   else is left, until the earliest due time: one file's backoff never holds the
   others. No file's trouble raises: each ends as an :class:`Outcome`, in the
   chunk's order. A file whose retries run out stays in ``processing/``;
