@@ -40,12 +40,18 @@ def _empty(sqs: Any, url: str) -> None:
         pass  # S3's own test event and anything an earlier test left
 
 
-def test_a_burst_already_queued_fires_as_one_event_and_leaves_the_queue_empty(provisioned):
+def _queue_with(provisioned: Any, count: int) -> tuple[Any, str]:
+    """The events queue, emptied, then holding ``count`` messages ``{"n": 0}`` ... (a burst)."""
     sqs = boto3.client("sqs", region_name=provisioned.region)
     url = provisioned.events_queue_url
     _empty(sqs, url)
-    for n in range(35):
+    for n in range(count):
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": n}))
+    return sqs, url
+
+
+def test_a_burst_already_queued_fires_as_one_event_and_leaves_the_queue_empty(provisioned):
+    sqs, url = _queue_with(provisioned, 35)
 
     batch = _first_event(_trigger(provisioned))
 
@@ -54,11 +60,7 @@ def test_a_burst_already_queued_fires_as_one_event_and_leaves_the_queue_empty(pr
 
 
 def test_draining_stops_at_its_limit_and_the_rest_waits_for_the_next_event(provisioned):
-    sqs = boto3.client("sqs", region_name=provisioned.region)
-    url = provisioned.events_queue_url
-    _empty(sqs, url)
-    for n in range(25):
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": n}))
+    _queue_with(provisioned, 25)
 
     first = _first_event(_trigger(provisioned, max_drain_messages=20))
     second = _first_event(_trigger(provisioned, max_drain_messages=20))
