@@ -34,6 +34,9 @@ from clean_zone_tools.faults.scenarios import SCENARIOS, Scenario
 from clean_zone_tools.faults.stack import SuiteStack, say, suite_stack
 from clean_zone_tools.faults.workload import WorkFile, mixed_files
 
+# How long after the files settled the expected alerts may still arrive (see run_scenario).
+ALERT_GRACE_SECONDS = 90
+
 
 @dataclass
 class Result:
@@ -108,11 +111,14 @@ def run_scenario(stack: SuiteStack, scenario: Scenario, files_override: int | No
             break
         say(f"{scenario.name}: {elapsed:.0f} s, {count - waiting}/{count} in a terminal place")
         time.sleep(5)
-    # Alerts for the last files may still be on their way; alerts SNS refused are sent again by
-    # the redelivery DAG (every minute on the suite's stack) once it answers.
+    # Alerts for the last files may still be on their way: a burst's come in one digest from its
+    # run's report task, which runs after every file of the run is placed (later still when the
+    # scheduler or the API server was just killed and restarted). Alerts SNS refused are sent again
+    # by the redelivery DAG (every minute on the suite's stack) once it answers.
     settled_at = time.monotonic()
     while result.files_alerted < expected_alerts and (
-        time.monotonic() < settled_at + 20 or (result.alerts_kept and time.monotonic() < settled_at + 240)
+        time.monotonic() < settled_at + ALERT_GRACE_SECONDS
+        or (result.alerts_kept and time.monotonic() < settled_at + 240)
     ):
         time.sleep(2)
         census.read_alerts(sqs, inbox, alerts)
