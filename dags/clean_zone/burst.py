@@ -41,8 +41,9 @@ from clean_zone import processing
 from clean_zone.backoff import Retrier, decide
 from clean_zone.extensions import FileKind, check_file
 from clean_zone.failures import DataQualityError, FailureClass, InvalidFileError, PipelineError, classify
-from clean_zone.keys import Place, place_key, reason_key
+from clean_zone.keys import Place, output_keys, place_key, reason_key
 from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle
+from clean_zone.storage import ObjectMissing
 
 # Where a file of a burst ended that a person must hear about, and how each is classed.
 _WAITING_PLACES = {Place.PROCESSING.value, "landing"}
@@ -274,6 +275,9 @@ def attempt_file(
             place, where = lifecycle.locate(claim.relative_key)
             if place is not None and place is not Place.PROCESSING:
                 return _already_done(lifecycle, claim, place, where)
+            if _outputs_written_by(lifecycle, claim):  # only the move was left: do not write them twice
+                location = lifecycle.finish(claim, Place.PROCESSED)
+                return Outcome(claim.key, Place.PROCESSED.value, "processed", location=location)
         return _process_claimed(lifecycle, claim, generate, retriers, attempt)
     except Exception as error:  # one file's bug or outage must not stop the others of its chunk
         # An outage is retried like the generator's failures, with the same policy; a bug is not.
@@ -281,6 +285,15 @@ def attempt_file(
         if decision.retry:
             return RetryLater(decision.delay_seconds or 0.0, attempt + 1, claim)
         return _waiting(lifecycle, key, claim, error)
+
+
+def _outputs_written_by(lifecycle: Lifecycle, claim: Claim) -> bool:
+    """Whether this claim's outputs are in processed/ already (their summary, written last, names it)."""
+    _, summary_key = output_keys(place_key(lifecycle.settings, Place.PROCESSED, claim.relative_key))
+    try:
+        return lifecycle.store.get_json(summary_key).get("run_id") == claim.run_id
+    except ObjectMissing:
+        return False
 
 
 def _waiting(lifecycle: Lifecycle, key: str, claim: Claim | None, error: Exception) -> Outcome:

@@ -208,3 +208,35 @@ def test_an_outage_meeting_one_file_is_retried_like_the_generator_and_holds_no_o
     assert generate.calls[-1][1] == 2  # a's second attempt
     for rel in ("outage/a.csv", "outage/b.csv", "outage/c.csv"):
         assert where_is(s3, provisioned, rel) == [provisioned.processed_prefix]
+
+
+def test_an_outage_after_the_outputs_were_written_finishes_the_file_without_writing_them_again(
+    s3, provisioned, monkeypatch
+):
+    # S3 refuses the move to processed/ once, after the outputs and summary were written: the retry
+    # only moves the file. Written again, the output would have a second version (the fault suite
+    # counts that as a file handled twice).
+    from clean_zone.failures import EndpointError
+
+    real_finish = Lifecycle.finish
+    refused: list[str] = []
+
+    def finish_refused_once(self: Lifecycle, claim: Any, place: Any, *args: Any, **kwargs: Any) -> Any:
+        if not refused:
+            refused.append(claim.key)
+            raise EndpointError("connection refused (the endpoint is down)")
+        return real_finish(self, claim, place, *args, **kwargs)
+
+    monkeypatch.setattr(Lifecycle, "finish", finish_refused_once)
+    clock = FakeTime()
+    generate = Generator(clock, fails={})
+
+    outcomes = run_chunk(s3, provisioned, ["moved-late/a.csv"], generate)
+
+    assert [o.place for o in outcomes] == ["processed"]
+    assert refused == ["landing/moved-late/a.csv"]
+    assert len(generate.calls) == 1  # the retry did not go through the generator again
+    output = f"{provisioned.processed_prefix}moved-late/a.csv.normalized.csv"
+    versions = s3.list_object_versions(Bucket=provisioned.bucket, Prefix=output).get("Versions", [])
+    assert len(versions) == 1
+    assert where_is(s3, provisioned, "moved-late/a.csv") == [provisioned.processed_prefix]
