@@ -174,14 +174,6 @@ class RetryLater:
     claim: Claim | None
 
 
-class _SetAside(Exception):
-    """Stops the write before anything is uploaded; carries the policy's delay."""
-
-    def __init__(self, delay_seconds: float) -> None:
-        super().__init__(f"retry in {delay_seconds:g} s")
-        self.delay_seconds = delay_seconds
-
-
 def process_files(
     lifecycle: Lifecycle,
     arrivals: Sequence[Arrival],
@@ -278,9 +270,9 @@ def attempt_file(
             if _outputs_written_by(lifecycle, claim):  # only the move was left: do not write them twice
                 location = lifecycle.finish(claim, Place.PROCESSED)
                 return Outcome(claim.key, Place.PROCESSED.value, "processed", location=location)
-        return _process_claimed(lifecycle, claim, generate, retriers, attempt)
+        return _process_claimed(lifecycle, claim, generate, attempt)
     except Exception as error:  # one file's bug or outage must not stop the others of its chunk
-        # An outage is retried like the generator's failures, with the same policy; a bug is not.
+        # The generator's failures and outages are retried with the same policy; a bug is not.
         decision = decide(retriers, error, attempt)
         if decision.retry:
             return RetryLater(decision.delay_seconds or 0.0, attempt + 1, claim)
@@ -312,9 +304,8 @@ def _process_claimed(
     lifecycle: Lifecycle,
     claim: Claim,
     generate: Callable[[str, int], float],
-    retriers: Sequence[Retrier],
     attempt: int,
-) -> Outcome | RetryLater:
+) -> Outcome:
     checked = check_file(claim.bucket, claim.key, claim.size)
     if not checked.kind.is_csv:
         error = InvalidFileError(
@@ -324,16 +315,10 @@ def _process_claimed(
         return _failed(claim.key, Place.REJECTED, lifecycle.fail_into(claim, Place.REJECTED, error))
 
     def run_generator(_stats: Any) -> dict[str, Any]:
-        # After the one read that validated and normalised, before anything is written: a file
-        # set aside, or out of retries, leaves no output behind and waits in processing/.
-        try:
-            result = generate(f"{claim.run_id}|{claim.key}", attempt)
-        except Exception as error:
-            decision = decide(retriers, error, attempt)
-            if not decision.retry:
-                raise  # given up: the file waits in processing/ (or the error is not retried at all)
-            raise _SetAside(decision.delay_seconds or 0.0) from error
-        return {"failure_generator_result": result}
+        # After the one read that validated and normalised, before anything is written: a failure
+        # leaves no output behind, and attempt_file sets the file aside or lets it wait, as the
+        # retry policy says (the same decision as for an outage).
+        return {"failure_generator_result": generate(f"{claim.run_id}|{claim.key}", attempt)}
 
     source = place_key(lifecycle.settings, Place.PROCESSING, claim.relative_key)
     try:
@@ -346,8 +331,6 @@ def _process_claimed(
             before_upload=run_generator,
             max_inflated_bytes=lifecycle.settings.max_inflated_bytes,
         )
-    except _SetAside as later:
-        return RetryLater(later.delay_seconds, attempt + 1, claim)
     except DataQualityError as error:
         return _failed(claim.key, Place.QUARANTINE, lifecycle.fail_into(claim, Place.QUARANTINE, error))
     location = lifecycle.finish(claim, Place.PROCESSED)
