@@ -67,11 +67,7 @@ def write_outputs(
     raises :class:`~clean_zone.failures.DataQualityError` and writes nothing.
     """
     output_key, _ = output_keys(base)
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY) as sink:
-        stats = engine.normalize(chunks, sink, gzipped=gzipped, max_inflated_bytes=max_inflated_bytes)
-        extra = before_upload(stats) if before_upload is not None else {}
-        sink.seek(0)
-        store.upload_stream(output_key, sink)
+    stats, extra = _normalise_to(store, chunks, output_key, gzipped, max_inflated_bytes, before_upload)
     return _summarise(store, base, stats, {**fields, **extra}, processed_at)
 
 
@@ -87,11 +83,24 @@ def stage_output(
 
     A data-quality problem raises :class:`~clean_zone.failures.DataQualityError` and stages nothing.
     """
+    return _normalise_to(store, chunks, staged_key, gzipped, max_inflated_bytes, None)[0]
+
+
+def _normalise_to(
+    store: ObjectStore,
+    chunks: Iterable[bytes],
+    key: str,
+    gzipped: bool,
+    max_inflated_bytes: int,
+    before_upload: Callable[[CsvStats], dict[str, Any]] | None,
+) -> tuple[CsvStats, dict[str, Any]]:
+    """One read that validates and normalises into a spool, ``before_upload``'s say, then the upload."""
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY) as sink:
         stats = engine.normalize(chunks, sink, gzipped=gzipped, max_inflated_bytes=max_inflated_bytes)
+        extra = before_upload(stats) if before_upload is not None else {}
         sink.seek(0)
-        store.upload_stream(staged_key, sink)
-    return stats
+        store.upload_stream(key, sink)
+    return stats, extra
 
 
 def publish_output(
