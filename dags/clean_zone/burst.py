@@ -22,6 +22,14 @@ DAGs call it through :mod:`clean_zone.airflow_glue.burst_tasks`.
   chunk's order. A file whose retries run out stays in ``processing/``;
   clearing the chunk's task resumes it, and the files already in a terminal
   place are only reported again.
+  An outage is different from one file's flakiness: it is the endpoint's, and
+  every file would meet it. Once :data:`OUTAGE_STREAK` tries in a row meet an
+  S3 error, the chunk starts no new file and only retries the ones set aside,
+  each at its due time; the first try that gets through resumes the chunk.
+  If a retried file runs out of retries on the outage, every file not yet in
+  its place waits with it (``processing/`` once claimed, else ``landing/``):
+  the digest pages one retry budget after the outage began, instead of after
+  every file has spent its own slow retries on a dead endpoint.
 * :class:`Digest` is the run's one alert: every bad file, its class and where
   it went, with the severity of the worst.
 """
@@ -40,6 +48,7 @@ from typing import Any
 from clean_zone import processing
 from clean_zone.backoff import Retrier, decide
 from clean_zone.extensions import FileKind, check_file
+from clean_zone.failure_generator import SimulatedOutage
 from clean_zone.failures import DataQualityError, FailureClass, InvalidFileError, PipelineError, classify
 from clean_zone.keys import Place, output_keys, place_key, reason_key
 from clean_zone.lifecycle import Claim, ClaimOutcome, Lifecycle
@@ -49,6 +58,8 @@ from clean_zone.storage import ObjectMissing
 _WAITING_PLACES = {Place.PROCESSING.value, "landing"}
 _BAD_PLACES = {Place.REJECTED.value, Place.QUARANTINE.value, *_WAITING_PLACES}
 _PARTNER_CLASSES = {FailureClass.DATA_QUALITY.value, FailureClass.INVALID_INPUT.value}
+# Tries in a row that met an S3 error before the chunk takes it for an outage (one is a blip).
+OUTAGE_STREAK = 2
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,7 @@ class RetryLater:
     # Kept, not claimed again: a re-claim reads the landing key, where a newer upload may be by then.
     # None: the claim itself failed, and the next attempt claims.
     claim: Claim | None
+    outage: bool = False  # S3 (or another endpoint) failed, not the file's own failure generator
 
 
 def process_files(
@@ -190,8 +202,12 @@ def process_files(
     outcomes: dict[int, Outcome] = {}
     # (due time, position in the chunk, retry): the earliest due first, then the chunk's order.
     due: list[tuple[float, int, RetryLater]] = []
+    streak = 0  # tries in a row that met an outage
+    gave_up: Outcome | None = None  # a retried file ran out of retries on an outage
 
     def try_one(index: int, retry: RetryLater | None = None) -> None:
+        nonlocal streak, gave_up
+        outage = streak >= OUTAGE_STREAK
         result = attempt_file(
             lifecycle,
             arrivals[index],
@@ -203,20 +219,33 @@ def process_files(
         )
         if isinstance(result, RetryLater):
             heapq.heappush(due, (clock() + result.delay_seconds, index, result))
-        else:
-            outcomes[index] = result
+            streak = streak + 1 if result.outage else 0
+            return
+        outcomes[index] = result
+        met_outage = result.waiting and _outage_class(result.failure_class, result.reason)
+        if outage and met_outage:
+            gave_up = result
+        streak = streak + 1 if met_outage else 0
 
-    for index in range(len(arrivals)):
-        while due and due[0][0] <= clock():  # a due retry goes before the next new file
+    new_files = iter(range(len(arrivals)))
+    while gave_up is None:
+        if due and due[0][0] <= clock():  # a due retry goes before the next new file
             _, earlier, retry = heapq.heappop(due)
             try_one(earlier, retry)
-        try_one(index)
-    while due:  # nothing new left: wait only for the earliest due retry
-        wait = due[0][0] - clock()
-        if wait > 0:
-            sleep(wait)
-        _, earlier, retry = heapq.heappop(due)
-        try_one(earlier, retry)
+            continue
+        if streak < OUTAGE_STREAK or not due:  # in an outage a new file only probes when no retry can
+            index = next(new_files, None)
+            if index is not None:
+                try_one(index)
+                continue
+        if not due:
+            break
+        sleep(max(0.0, due[0][0] - clock()))  # nothing else to do: wait for the earliest due retry
+    if gave_up is not None:
+        for _, index, retry in due:
+            outcomes[index] = _held(lifecycle, arrivals[index].key, retry.claim, gave_up)
+        for index in new_files:
+            outcomes[index] = _held(lifecycle, arrivals[index].key, None, gave_up)
     return [outcomes[index] for index in range(len(arrivals))]
 
 
@@ -275,8 +304,14 @@ def attempt_file(
         # The generator's failures and outages are retried with the same policy; a bug is not.
         decision = decide(retriers, error, attempt)
         if decision.retry:
-            return RetryLater(decision.delay_seconds or 0.0, attempt + 1, claim)
+            outage = _outage_class(classify(error), getattr(error, "reason", None))
+            return RetryLater(decision.delay_seconds or 0.0, attempt + 1, claim, outage)
         return _waiting(lifecycle, key, claim, error)
+
+
+def _outage_class(failure_class: str | None, reason: str | None) -> bool:
+    """An endpoint's failure that every file would meet (the failure generator's is one file's)."""
+    return failure_class == FailureClass.ENDPOINT.value and reason != SimulatedOutage.REASON
 
 
 def _outputs_written_by(lifecycle: Lifecycle, claim: Claim) -> bool:
@@ -290,14 +325,23 @@ def _outputs_written_by(lifecycle: Lifecycle, claim: Claim) -> bool:
 
 def _waiting(lifecycle: Lifecycle, key: str, claim: Claim | None, error: Exception) -> Outcome:
     """The file stays where it is (processing/ once claimed, else landing/), to be resumed."""
-    place, where = "landing", key
-    if claim is not None:
-        place, where = (
-            Place.PROCESSING.value,
-            place_key(lifecycle.settings, Place.PROCESSING, claim.relative_key),
-        )
+    place, where = _waiting_place(lifecycle, key, claim)
     reason = getattr(error, "reason", type(error).__name__)
-    return Outcome(key, place, reason, classify(error).value, lifecycle.store.url(where), str(error))
+    return Outcome(key, place, reason, classify(error).value, where, str(error))
+
+
+def _held(lifecycle: Lifecycle, key: str, claim: Claim | None, outage: Outcome) -> Outcome:
+    """A file that waits with the one whose retries an outage used up (not tried against it again)."""
+    place, where = _waiting_place(lifecycle, key, claim)
+    detail = f"not tried again: S3 was still failing when {outage.key} ran out of retries ({outage.detail})"
+    return Outcome(key, place, outage.reason, outage.failure_class, where, detail)
+
+
+def _waiting_place(lifecycle: Lifecycle, key: str, claim: Claim | None) -> tuple[str, str]:
+    if claim is None:
+        return "landing", lifecycle.store.url(key)
+    processing = place_key(lifecycle.settings, Place.PROCESSING, claim.relative_key)
+    return Place.PROCESSING.value, lifecycle.store.url(processing)
 
 
 def _process_claimed(

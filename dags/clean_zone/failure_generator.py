@@ -17,8 +17,10 @@ from clean_zone.failures import EndpointError
 class SimulatedOutage(EndpointError):
     """The generator's failure: it stands for a flaky downstream service, so it is retried."""
 
+    REASON = "simulated_outage"
+
     def __init__(self, message: str) -> None:
-        super().__init__(message, reason="simulated_outage")
+        super().__init__(message, reason=self.REASON)
 
 
 def draw_divisor(rng: random.Random, failure_rate: float) -> int:

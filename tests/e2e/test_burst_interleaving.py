@@ -240,3 +240,69 @@ def test_an_outage_after_the_outputs_were_written_finishes_the_file_without_writ
     versions = s3.list_object_versions(Bucket=provisioned.bucket, Prefix=output).get("Versions", [])
     assert len(versions) == 1
     assert where_is(s3, provisioned, "moved-late/a.csv") == [provisioned.processed_prefix]
+
+
+def _claims_refused_while(predicate: Any, monkeypatch: Any) -> list[str]:
+    """Lifecycle.claim raises the endpoint's error while ``predicate(calls so far)``; returns the calls."""
+    from clean_zone.failures import EndpointError
+
+    real_claim = Lifecycle.claim
+    calls: list[str] = []
+
+    def claim(self: Lifecycle, key: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(key.removeprefix("landing/"))
+        if predicate(len(calls)):
+            raise EndpointError("HTTP 500 from S3 (the endpoint is failing)")
+        return real_claim(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(Lifecycle, "claim", claim)
+    return calls
+
+
+def test_a_long_outage_holds_the_chunk_behind_its_retries_and_gives_up_once_the_budget_is_spent(
+    s3, provisioned, monkeypatch
+):
+    # S3 fails every request: two files in a row meet it, and the chunk takes it for an outage. It
+    # starts no other file and retries only those two; when one runs out of retries, every file
+    # waits (never claimed: still in landing/), and the digest can page after one retry budget.
+    calls = _claims_refused_while(lambda _n: True, monkeypatch)
+    clock = FakeTime()
+    names = [f"long-outage/{name}.csv" for name in "abcde"]
+
+    outcomes = run_chunk(s3, provisioned, names, Generator(clock, fails={}))
+
+    assert [o.place for o in outcomes] == ["landing"] * 5
+    assert {o.failure_class for o in outcomes} == {"endpoint"}
+    # a and b, each tried at 0, 10, 25 and 47.5 s (the policy's delays) until a's retries ran out.
+    assert calls == ["long-outage/a.csv", "long-outage/b.csv"] * 3 + ["long-outage/a.csv"]
+    assert clock.now == 47.5
+    assert "HTTP 500" in outcomes[0].detail
+    for outcome in outcomes[1:]:
+        assert outcome.detail.startswith(
+            "not tried again: S3 was still failing when landing/long-outage/a.csv"
+        )
+    for name in names:
+        assert where_is(s3, provisioned, name) == [provisioned.landing_prefix]
+
+
+def test_an_outage_that_ends_within_the_retry_budget_lets_the_held_files_go_on(s3, provisioned, monkeypatch):
+    # The first three claims fail: a and b meet the outage, the chunk holds c, d and e; b's retry
+    # gets through, the chunk goes on with the new files, and a follows when due. Nothing waits.
+    calls = _claims_refused_while(lambda n: n <= 3, monkeypatch)
+    clock = FakeTime()
+    generate = Generator(clock, fails={})
+    names = [f"short-outage/{name}.csv" for name in "abcde"]
+
+    outcomes = run_chunk(s3, provisioned, names, generate)
+
+    assert [o.place for o in outcomes] == ["processed"] * 5
+    assert calls[:4] == [
+        "short-outage/a.csv",
+        "short-outage/b.csv",
+        "short-outage/a.csv",
+        "short-outage/b.csv",
+    ]
+    assert [call[0] for call in generate.calls] == [
+        f"short-outage/{name}.csv" for name in ("b", "c", "d", "e", "a")
+    ]
+    assert clock.slept == [10, 15]  # the outage's first delay, then a's second once the others were done
