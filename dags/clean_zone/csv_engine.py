@@ -64,7 +64,7 @@ import hashlib
 import io
 import queue
 import threading
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -79,15 +79,6 @@ if TYPE_CHECKING:
 
 # Bytes pyarrow parses per block: bigger blocks parse no faster here, and cost memory.
 BLOCK_BYTES = 4 * 1024 * 1024
-# Segments parsed side by side (see _segmented): threads, size, and how many may wait parsed ahead.
-PARSE_THREADS = 2
-SEGMENT_BYTES = BLOCK_BYTES
-FIRST_SEGMENT_BYTES = 256 * 1024  # parsed alone (it has the header): small, so the others start soon
-_SEGMENTS_AHEAD = 3
-# No record boundary found in this many bytes: the rest is read by the streaming reader.
-_MAX_SEGMENT = 2 * BLOCK_BYTES
-# Line breaks looked at, from a segment's end backwards, for one after which the quotes are even.
-_CUT_TRIES = 64
 # Longest physical line, in bytes here (the old engine counted characters). pyarrow also refuses a
 # record (quoted newlines included) that does not fit in about two blocks, which bounds its memory.
 MAX_LINE_CHARS = 8 * 1024 * 1024
@@ -205,18 +196,7 @@ def _complete_end(data: bytes) -> int:
 def _offsets(size: int) -> Any:
     import pyarrow as pa
 
-    return pa.array([0, size], pa.int32(), memory_pool=_thread_safe_pool()).buffers()[1]
-
-
-def _thread_safe_pool() -> Any:
-    """The allocator for pyarrow work in the engine's own threads: the system's (malloc).
-
-    pyarrow's default (its bundled mimalloc) crashed in ``mi_thread_init`` when a parse thread
-    made its first allocation while another of the engine's threads was ending (pyarrow 25).
-    """
-    import pyarrow as pa
-
-    return pa.system_memory_pool()
+    return pa.array([0, size], pa.int32()).buffers()[1]
 
 
 class _Prefetch:
@@ -387,40 +367,6 @@ class _Feed:
             raise self.error
         return data.count(b",", 0, end if end is not None else len(data)) + 1
 
-    # --- segments (parsed side by side) ---------------------------------------------
-
-    def segment(self, size: int) -> tuple[bytes, bool] | None:
-        """The next bytes, cut after the last likely record boundary past ``size``, and whether they
-        are the last (then: everything left, the sentinel not included). None: no boundary found
-        within ``_MAX_SEGMENT`` bytes (the bytes stay in the feed)."""
-        want = size
-        while True:
-            self._fill(want)
-            if self.error is not None:
-                raise self.error
-            data = b"".join(self._buffer)
-            available = len(data) - (len(_END) if self._eof else 0)
-            if self._eof and available <= want:
-                self._buffer, self._buffered = [], 0
-                return data[:available], True
-            cut = _record_cut(data, min(want, available))
-            if cut is not None:
-                rest = data[cut:]
-                self._buffer, self._buffered = ([rest] if rest else []), len(rest)
-                return data[:cut], False
-            self._buffer = [data]
-            if want >= _MAX_SEGMENT:
-                return None
-            want *= 2
-
-    def push_back(self, data: bytes) -> None:
-        """Put bytes taken by :meth:`segment` back in front (the sentinel again, if they were the last)."""
-        if self._eof and not self._buffer:
-            data += _END
-        if data:
-            self._buffer.insert(0, data)
-            self._buffered += len(data)
-
     def _peek(self, size: int) -> bytes:
         data = b"".join(self._buffer)
         self._buffer = [data] if data else []
@@ -482,29 +428,6 @@ class _Feed:
         self._hasher.close()
 
 
-def _record_cut(data: bytes, limit: int) -> int | None:
-    """Just past the last line break in ``data[:limit]`` after which its double quotes are even, or None.
-
-    A likely record boundary (``_segmented`` has pyarrow prove it). ``\n`` ends lines, or ``\r``
-    in a file without ``\n`` (never a ``\r`` at the very end: its ``\n`` may be in the next piece).
-    """
-    separator = b"\n" if data.find(b"\n", 0, limit) >= 0 else b"\r"
-    end = limit - (1 if separator == b"\r" and limit == len(data) else 0)
-    position = data.rfind(separator, 0, end)
-    if position < 0:
-        return None
-    quotes = data.count(b'"', 0, position)
-    for _ in range(_CUT_TRIES):
-        if quotes % 2 == 0:
-            return position + 1
-        earlier = data.rfind(separator, 0, position)
-        if earlier < 0:
-            return None
-        quotes -= data.count(b'"', earlier, position)
-        position = earlier
-    return None
-
-
 def _header_end(data: bytes) -> int | None:
     """Offset of the first line break in ``data`` outside double quotes, or None."""
     position = 0
@@ -532,28 +455,20 @@ def _quoted_characters() -> tuple[str, ...]:
 
 
 def _options(
-    columns: int, on_invalid: Any, named: bool = False
+    columns: int, on_invalid: Any
 ) -> tuple[pa_csv.ReadOptions, pa_csv.ParseOptions, pa_csv.ConvertOptions]:
-    """pyarrow's options; ``named``: the bytes start after the header, which had ``columns`` columns."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
     # Columns get generated names (f0, f1, ...) so the header comes through as the first row,
-    # converted and UTF-8-checked like any other; every column is read as a string. Past the
-    # header, the names are given: every record is held to the header's count, the first one too.
-    # use_threads=False: a reader parses one block at a time either way, and only without threads
-    # does it number the physical line of a ragged row. Parallelism comes from segments instead.
-    names = [f"f{i}" for i in range(columns)]
+    # converted and UTF-8-checked like any other; every column is read as a string.
+    # use_threads=False: the streaming reader parses one block at a time either way (reading ahead
+    # in its own thread), and only without threads does it number the physical line of a ragged row.
     return (
-        pa_csv.ReadOptions(
-            use_threads=False,
-            block_size=BLOCK_BYTES,
-            autogenerate_column_names=not named,
-            column_names=names if named else None,
-        ),
+        pa_csv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES, autogenerate_column_names=True),
         pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
         # check_utf8=False: the feed has checked every byte already (_Utf8Check), several times faster.
-        pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), check_utf8=False),
+        pa_csv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(columns)}, check_utf8=False),
     )
 
 
@@ -591,167 +506,11 @@ def _format(batch: pa.RecordBatch) -> pa.Buffer:
 def _batches(
     chunks: Iterable[bytes], gzipped: bool, stats: CsvStats, max_inflated_bytes: int
 ) -> Iterator[pa.RecordBatch]:
-    """Every record as record batches, the header first (the sentinel removed); ``stats`` filled in.
+    """Every record as record batches, the header first (the sentinel removed); ``stats`` filled in."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
 
-    Segments parsed side by side (:func:`_segmented`); where a segment's cut turns out not to be a
-    record boundary, the rest of the file is read by the streaming reader (:func:`_streaming`).
-    """
     feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
-    try:
-        columns = feed.header_columns()
-        resume_after = yield from _segmented(feed, columns, stats)
-        if resume_after is not None:
-            yield from _streaming(feed, columns, stats, resume_after)
-    finally:
-        feed.stop()
-    if stats.rows == 0:
-        raise DataQualityError("the file has a header but no data rows", reason="no_data_rows")
-
-
-class _Parsed:
-    """One segment parsed by pyarrow: its table, or the error it met."""
-
-    def __init__(self, table: pa.Table | None = None, error: Exception | None = None) -> None:
-        self.table = table
-        self.error = error
-
-    def proven(self) -> bool:
-        """Parsed without error up to the sentinel row, which came out whole: the cut was a boundary.
-
-        A cut inside a quoted field makes the sentinel part of that field (or an error).
-        """
-        table = self.table
-        if self.error is not None or table is None or not table.num_rows:
-            return False
-        last = table.slice(table.num_rows - 1)
-        return bool(
-            last.column(0)[0].as_py() == _SENTINEL
-            and all(column[0].as_py() == "" for column in last.columns[1:])
-        )
-
-    def records(self) -> pa.Table:
-        """The table without its sentinel row."""
-        assert self.table is not None
-        return self.table.slice(0, self.table.num_rows - 1)
-
-
-def _parse_segment(data: bytes, columns: int) -> _Parsed:
-    """Parse one segment (a sentinel row after it) in whatever thread calls it; never raises ArrowInvalid.
-
-    No invalid-row handler: a ragged row is an error here, which the streaming reader then
-    numbers exactly (and a Python callback per segment would take the GIL from the others).
-    """
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    read_options, parse_options, convert_options = _options(columns, None, named=True)
-    sentinel = b"\n" + _SENTINEL.encode() + b"," * (columns - 1) + b"\n"
-    try:
-        table = pa_csv.read_csv(
-            pa.BufferReader(data + sentinel),
-            read_options=read_options,
-            parse_options=parse_options,
-            convert_options=convert_options,
-            memory_pool=_thread_safe_pool(),
-        )
-    except pa.ArrowInvalid as error:
-        return _Parsed(error=error)
-    return _Parsed(table)
-
-
-def _header_width(segment: bytes) -> int | None:
-    """The header's exact number of columns (its line parsed alone); None if it does not parse here."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    end = _header_end(segment)
-    if end is None:
-        return None
-    try:
-        header = pa_csv.read_csv(
-            pa.BufferReader(segment[:end] + b"\n"),
-            read_options=pa_csv.ReadOptions(use_threads=False, autogenerate_column_names=True),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(check_utf8=False),
-        )
-    except pa.ArrowInvalid:
-        return None
-    return header.num_columns
-
-
-def _segmented(feed: _Feed, columns: int, stats: CsvStats) -> Generator[pa.RecordBatch, None, int | None]:
-    """Parse the file in segments cut at likely record boundaries, ``PARSE_THREADS`` at a time.
-
-    pyarrow parses one block at a time in one thread; two cores read a file twice as fast when
-    each parses its own segment. A cut is where the double quotes since the segment's start are
-    even after a line break (a record boundary in any CSV whose quotes open and close fields);
-    pyarrow's parse of the segment with a sentinel row after it proves it (the row comes out whole
-    only outside quotes). Every record is held to the header's width.
-
-    Returns None when every record was yielded. Otherwise the bytes from the first segment not
-    proven are handed back to the feed, for the streaming reader, with the number of records
-    (header included) yielded before them: a segment with an error (the streaming reader tells
-    which and where, as it always did), a cut that was not a boundary (a quote inside an unquoted
-    field), or no boundary within ``_MAX_SEGMENT`` bytes.
-    """
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    cut = feed.segment(FIRST_SEGMENT_BYTES)
-    if cut is None:
-        return 0
-    first, final = cut
-    width = _header_width(first)
-    parsed = _parse_segment(first, width) if width is not None else _Parsed()
-    if not parsed.proven():
-        feed.push_back(first)
-        return 0
-    yield from _segment_batches(parsed, stats, header=True)
-    if final:
-        return None
-    pending: list[tuple[bytes, bool, Future[_Parsed]]] = []
-    with ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="csv-engine-parse") as pool:
-        try:
-            while True:
-                while not final and len(pending) < _SEGMENTS_AHEAD:
-                    cut = feed.segment(SEGMENT_BYTES)
-                    if cut is None:
-                        break
-                    data, final = cut
-                    pending.append((data, final, pool.submit(_parse_segment, data, stats.columns)))
-                if not pending:
-                    return stats.rows + 1  # no boundary in reach: the stream goes on from here
-                parsed = pending[0][2].result()
-                if not parsed.proven():
-                    feed.push_back(b"".join(item[0] for item in pending))
-                    pending.clear()
-                    return stats.rows + 1
-                last = pending.pop(0)[1]
-                yield from _segment_batches(parsed, stats, header=False)
-                if last:
-                    return None
-        finally:
-            for _, _, future in pending:
-                future.cancel()
-
-
-def _segment_batches(parsed: _Parsed, stats: CsvStats, *, header: bool) -> Iterator[pa.RecordBatch]:
-    """A proven segment's record batches, the header taken from the first if ``header``."""
-    for batch in parsed.records().to_batches():
-        if not batch.num_rows:
-            continue
-        if header:
-            _take_header(batch, stats)
-            header = False
-        _check_field_sizes(batch)
-        stats.rows += batch.num_rows
-        yield batch
-
-
-def _streaming(feed: _Feed, columns: int, stats: CsvStats, records_before: int) -> Iterator[pa.RecordBatch]:
-    """The rest of the feed through pyarrow's streaming reader (the header too if ``records_before`` is 0)."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
     ragged: list[Any] = []
     sentinel_skipped = False
 
@@ -764,14 +523,10 @@ def _streaming(feed: _Feed, columns: int, stats: CsvStats, records_before: int) 
         return "error"
 
     reader = None
-    named = records_before > 0
     try:
-        read_options, parse_options, convert_options = _options(
-            stats.columns if named else columns, on_invalid, named
-        )
+        read_options, parse_options, convert_options = _options(feed.header_columns(), on_invalid)
         # One batch is held back: only the last one can end with the sentinel.
         previous: pa.RecordBatch | None = None
-        header_pending = not named
         try:
             feed.parsing(True)
             reader = pa_csv.open_csv(
@@ -781,9 +536,8 @@ def _streaming(feed: _Feed, columns: int, stats: CsvStats, records_before: int) 
                 feed.parsing(False)
                 feed.took_batch()
                 if batch.num_rows:
-                    if header_pending:
+                    if previous is None:
                         _take_header(batch, stats)
-                        header_pending = False
                     _check_field_sizes(batch)
                     if previous is not None:
                         stats.rows += previous.num_rows
@@ -792,32 +546,26 @@ def _streaming(feed: _Feed, columns: int, stats: CsvStats, records_before: int) 
                 feed.parsing(True)
             feed.parsing(False)
         except pa.ArrowInvalid as error:
-            raise feed.error or _data_quality_error(error, ragged, stats, records_before) from error
+            raise feed.error or _data_quality_error(error, ragged, stats) from error
         if feed.error is not None:
             raise feed.error
-        if previous is None and header_pending:
+        if previous is None:
             raise DataQualityError("the file is empty", reason="empty")
-        last = _without_sentinel(previous, sentinel_skipped, stats)
-        if last is not None:
-            stats.rows += last.num_rows
-            yield last
+        if not sentinel_skipped:
+            if stats.columns != 1 or previous.column(0)[-1].as_py() != _SENTINEL:
+                raise DataQualityError(
+                    "malformed CSV: a quoted field is still open at the end of the file",
+                    reason="malformed_csv",
+                )
+            previous = previous.slice(0, previous.num_rows - 1)  # the sentinel, in a file of one column
+        stats.rows += previous.num_rows
+        yield previous
     finally:
+        feed.stop()  # first: a read-ahead waiting in feed.read must return before the reader can close
         if reader is not None:
-            feed.stop()  # first: a read-ahead waiting in feed.read must return before the reader can close
             reader.close()  # its read-ahead thread ends now, not at garbage collection
-
-
-def _without_sentinel(
-    last: pa.RecordBatch | None, sentinel_skipped: bool, stats: CsvStats
-) -> pa.RecordBatch | None:
-    """The stream's last batch without the sentinel; malformed_csv if a quote swallowed it."""
-    if sentinel_skipped:
-        return last
-    if last is None or stats.columns != 1 or last.column(0)[-1].as_py() != _SENTINEL:
-        raise DataQualityError(
-            "malformed CSV: a quoted field is still open at the end of the file", reason="malformed_csv"
-        )
-    return last.slice(0, last.num_rows - 1)  # the sentinel, in a file of one column
+    if stats.rows == 0:
+        raise DataQualityError("the file has a header but no data rows", reason="no_data_rows")
 
 
 def _take_header(batch: pa.RecordBatch, stats: CsvStats) -> None:
@@ -848,16 +596,12 @@ def _check_field_sizes(batch: pa.RecordBatch) -> None:
                 )
 
 
-def _data_quality_error(
-    error: Exception, ragged: list[Any], stats: CsvStats, records_before: int = 0
-) -> DataQualityError:
-    """The error pyarrow's ``error`` means; ``records_before``: records (header included) before its bytes."""
+def _data_quality_error(error: Exception, ragged: list[Any], stats: CsvStats) -> DataQualityError:
     message = str(error)
     if ragged:
         row = ragged[0]
         return DataQualityError(
-            f"ragged rows: record {records_before + row.number} (the header is record 1) has "
-            f"{row.actual_columns} columns, "
+            f"ragged rows: record {row.number} (the header is record 1) has {row.actual_columns} columns, "
             f"the header has {row.expected_columns}",
             reason="ragged_rows",
         )

@@ -12,7 +12,6 @@ import io
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -260,101 +259,3 @@ def test_benchmark_runs_end_to_end_on_a_small_file(tmp_path: Path) -> None:
         assert label in done.stdout
     assert "peak RSS, validate of" in done.stdout and "peak RSS, normalize of" in done.stdout
     assert list(tmp_path.iterdir()) == []  # the generated files are removed
-
-
-# --- segments parsed side by side ---------------------------------------------------
-
-
-def _answer(chunks: list[bytes]) -> tuple[str, str | bytes]:
-    """What the engine answers: ("ok", the normalised bytes and stats) or ("error", reason: message)."""
-    sink = io.BytesIO()
-    try:
-        stats = csv_engine.normalize(chunks, sink)
-    except DataQualityError as error:
-        return "error", f"{error.reason}: {error}"
-    return "ok", sink.getvalue() + repr(stats.to_dict()).encode()
-
-
-@pytest.fixture
-def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Small segments, so that a few hundred KB cross many of them (the sizes change nothing else).
-    monkeypatch.setattr(csv_engine, "FIRST_SEGMENT_BYTES", 4 * 1024)
-    monkeypatch.setattr(csv_engine, "SEGMENT_BYTES", 16 * 1024)
-
-
-def _streamed_only(monkeypatch: pytest.MonkeyPatch, chunks: list[bytes]) -> tuple[str, str | bytes]:
-    """The same file through the streaming reader alone (the engine before segments): the oracle."""
-    with monkeypatch.context() as patch:
-        patch.setattr(csv_engine, "_segmented", _no_segments)
-        return _answer(chunks)
-
-
-def _no_segments(feed: object, columns: int, stats: object) -> Iterator[object]:
-    return 0
-    yield  # a generator that yields nothing and hands everything to the streaming reader
-
-
-def _segments_used(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Records, per segment parsed, whether it proved a record boundary."""
-    seen: list[bool] = []
-    real = csv_engine._parse_segment
-
-    def recording(data: bytes, columns: int) -> object:
-        parsed = real(data, columns)
-        seen.append(parsed.proven())
-        return parsed
-
-    monkeypatch.setattr(csv_engine, "_parse_segment", recording)
-    return seen
-
-
-ROWS = "".join(f'{n},"Zoë ""{n}""\nsecond, line",日本{n},\r\n' for n in range(6_000))
-SEGMENTED_CASES = {
-    "quoted newlines and commas across segment edges": ("id,note,city,empty\n" + ROWS).encode(),
-    "one column": ("word\n" + "".join(f'"{n}\n{n}"\n\n' for n in range(20_000))).encode(),
-    "carriage returns only": ("a,b\r" + "".join(f'{n},"x\ry"\r' for n in range(20_000))).encode(),
-    "a ragged row deep in the file": ("id,note,city,empty\n" + ROWS + '7,"8"\n' + ROWS).encode(),
-    "a quote inside an unquoted field": (
-        "id,size,note\n" + "".join(f'{n},{n}" screen,"a\nb"\n' for n in range(8_000))
-    ).encode(),
-    "a quote left open at the end": ("id,note,city,empty\n" + ROWS + '9,"open\n').encode(),
-    "a field over the limit deep in the file": (
-        "id,note,city,empty\n" + ROWS + "1," + "x" * 140_000 + ",c,\n" + ROWS
-    ).encode(),
-}
-
-
-@pytest.mark.parametrize("name", SEGMENTED_CASES)
-def test_segments_answer_exactly_as_the_streaming_reader(
-    name: str, small_segments: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    chunks = in_chunks(SEGMENTED_CASES[name], 7_000)
-    used = _segments_used(monkeypatch)
-
-    answer = _answer(chunks)
-
-    assert len(used) > 3 or False in used  # cut into segments, or a cut proven wrong
-    assert answer == _streamed_only(monkeypatch, chunks)
-
-
-def test_a_ragged_row_is_numbered_as_a_record_of_the_whole_file(small_segments: None) -> None:
-    body = "".join(f"{n},x\n" for n in range(30_000))
-    data = ("a,b\n" + body + "1,2,3\n" + body).encode()
-    with pytest.raises(DataQualityError, match=r"record 30002 \(the header is record 1\) has 3 columns"):
-        csv_engine.validate(in_chunks(data, 10_000))
-
-
-def test_a_cut_inside_quotes_is_caught_and_the_file_read_as_a_stream(
-    small_segments: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A quote inside an unquoted field makes the quotes odd at every true boundary after it; the
-    # cut lands inside a quoted field, pyarrow's parse of the segment shows it, and the streaming
-    # reader takes over from the last proven boundary: same rows as the old engine.
-    data = ("id,size,note\n" + "".join(f'{n},{n}" screen,"a\nb"\n' for n in range(8_000))).encode()
-    used = _segments_used(monkeypatch)
-
-    stats = csv_engine.validate(in_chunks(data, MIB))
-
-    assert stats.rows == 8_000
-    assert False in used  # a segment was not proven
-    assert stats.to_dict() == csv_validation.validate(in_chunks(data, MIB)).to_dict()
