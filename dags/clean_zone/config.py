@@ -302,10 +302,47 @@ def load_for_parsing(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def load() -> Settings:
-    """Settings at task run time: Airflow Variables, environment first, then defaults."""
+    """Settings at task run time: Airflow Variables, environment first, then defaults.
+
+    A Variable asked of the metadata database is a request through the task's supervisor to the
+    API server, and most settings are not set at all: 38 of them cost about half a second in every
+    task. So one request lists the ``clean_zone_`` Variables stored in the database, and only those
+    are fetched (the environment is read in-process, first, as Airflow would). Where another
+    secrets backend is configured (Secrets Manager, Vault...), which cannot be listed, every
+    setting is asked for, as Airflow's own lookup does.
+    """
     from airflow.sdk import Variable
 
-    return from_lookup(lambda var: Variable.get(var, default=None))
+    stored = _stored_variable_keys()
+    if stored is None:
+        return from_lookup(lambda var: Variable.get(var, default=None))
+
+    def lookup(var: str) -> str | None:
+        in_environment = os.environ.get("AIRFLOW_VAR_" + var.upper())
+        if in_environment is not None:
+            return in_environment
+        return Variable.get(var, default=None) if var in stored else None
+
+    return from_lookup(lookup)
+
+
+# Where Variables come from in a task when no other secrets backend is configured.
+_LISTABLE_BACKENDS = frozenset({"EnvironmentVariablesBackend", "ExecutionAPISecretsBackend"})
+
+
+def _stored_variable_keys() -> frozenset[str] | None:
+    """The ``clean_zone_`` Variables in the metadata database; None when that cannot tell which
+    settings are set (another secrets backend, or no task context to ask in)."""
+    try:
+        from airflow.sdk import Variable
+        from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
+
+        backends = {type(backend).__name__ for backend in ensure_secrets_backend_loaded()}
+        if not backends <= _LISTABLE_BACKENDS or "ExecutionAPISecretsBackend" not in backends:
+            return None
+        return frozenset(Variable.keys(prefix=VARIABLE_PREFIX))
+    except Exception:  # an Airflow without the listing, or no supervisor: ask for every setting
+        return None
 
 
 def variable_template(name: str, fallback: str) -> str:
