@@ -90,6 +90,24 @@ def test_s3_event_notifications_start_the_pipeline_with_decoded_keys(run_dag, s3
     triggered = result.xcom["start_file_runs"]
     assert [t["conf"]["key"] for t in triggered] == ["landing/q3 report+final.csv"]
     assert [conf["key"] for conf in pipeline_runs().values()] == ["landing/q3 report+final.csv"]
+    # Due the moment it is queued: the scheduler takes a run once run_after <= the database's
+    # now(), which SQLite (the local stack) gives in whole seconds; a run due at 12:00:01.9 sat
+    # queued until 12:00:02.
+    for run_after, queued_at in run_times():
+        assert run_after.microsecond == 0
+        assert run_after <= queued_at
+
+
+def run_times() -> list[tuple[Any, Any]]:
+    """(run_after, queued_at) of every file-pipeline run."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [
+            (run.run_after, run.queued_at)
+            for run in session.query(DagRun).filter(DagRun.dag_id == PIPELINE).all()
+        ]
 
 
 def test_the_hand_over_goes_on_when_s3_cannot_say_whether_a_file_was_claimed(

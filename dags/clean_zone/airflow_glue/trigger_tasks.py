@@ -91,7 +91,7 @@ def start_runs(triggers: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 run_id=run_id,
                 conf=trigger["conf"],
                 # No logical date: many runs start in the same instant, and none reads one.
-                run_after=datetime.now(UTC),
+                run_after=_this_second(),
                 note=trigger.get("note"),
             )
         )
@@ -103,6 +103,17 @@ def start_runs(triggers: list[dict[str, Any]]) -> list[dict[str, Any]]:
             log.info("started %s run %s (%s)", dag_id, run_id, trigger.get("note"))
         started.append({**trigger, "started": not isinstance(reply, ErrorResponse)})
     return started
+
+
+def _this_second() -> datetime:
+    """Now, to the whole second: when a started run may be scheduled.
+
+    The scheduler takes only runs whose ``run_after`` is not after the database's ``now()``, and
+    SQLite's (the local stack's) has whole seconds: a run due at 12:00:01.9 waited until 12:00:02,
+    half a second on average before the file's first task (measured: the file run sat queued for
+    0.9-1.1 s). On PostgreSQL (MWAA) it changes nothing.
+    """
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def landing_file_runs() -> list[dict[str, Any]]:
