@@ -288,14 +288,11 @@ def attempt_file(
                 return Outcome(key, Place.DUPLICATES.value, "duplicate")
             if claim is None:
                 return Outcome(key, outcome.value, outcome.value)
-            if outcome is ClaimOutcome.RESUMED:  # a cleared chunk: the file may have ended already
-                place, where = lifecycle.locate(claim.relative_key)
-                if place is not None and place is not Place.PROCESSING:
-                    return _already_done(lifecycle, claim, place, where)
+            if outcome is ClaimOutcome.RESUMED and (ended := _ended_already(lifecycle, claim)):
+                return ended  # a cleared chunk: the file had ended already
         elif attempt > 1:  # a retry after an outage: the attempt before may have got further than it knew
-            place, where = lifecycle.locate(claim.relative_key)
-            if place is not None and place is not Place.PROCESSING:
-                return _already_done(lifecycle, claim, place, where)
+            if ended := _ended_already(lifecycle, claim):
+                return ended
             if _outputs_written_by(lifecycle, claim):  # only the move was left: do not write them twice
                 location = lifecycle.finish(claim, Place.PROCESSED)
                 return Outcome(claim.key, Place.PROCESSED.value, "processed", location=location)
@@ -307,6 +304,14 @@ def attempt_file(
             outage = _outage_class(classify(error), getattr(error, "reason", None))
             return RetryLater(decision.delay_seconds or 0.0, attempt + 1, claim, outage)
         return _waiting(lifecycle, key, claim, error)
+
+
+def _ended_already(lifecycle: Lifecycle, claim: Claim) -> Outcome | None:
+    """The outcome of a file an earlier try took to a terminal place; None while it is in processing/."""
+    place, where = lifecycle.locate(claim.relative_key)
+    if place is None or place is Place.PROCESSING:
+        return None
+    return _already_done(lifecycle, claim, place, where)
 
 
 def _outage_class(failure_class: str | None, reason: str | None) -> bool:

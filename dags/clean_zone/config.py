@@ -298,7 +298,12 @@ def from_lookup(lookup: Callable[[str], str | None]) -> Settings:
 def load_for_parsing(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment only: safe while parsing a DAG file (no I/O)."""
     env = os.environ if environ is None else environ
-    return from_lookup(lambda var: env.get("AIRFLOW_VAR_" + var.upper()))
+    return from_lookup(lambda var: _from_environment(var, env))
+
+
+def _from_environment(variable: str, environ: Mapping[str, str]) -> str | None:
+    """A Variable as Airflow's environment backend reads it (``AIRFLOW_VAR_<KEY>``)."""
+    return environ.get("AIRFLOW_VAR_" + variable.upper())
 
 
 def load() -> Settings:
@@ -318,7 +323,7 @@ def load() -> Settings:
         return from_lookup(lambda var: Variable.get(var, default=None))
 
     def lookup(var: str) -> str | None:
-        in_environment = os.environ.get("AIRFLOW_VAR_" + var.upper())
+        in_environment = _from_environment(var, os.environ)
         if in_environment is not None:
             return in_environment
         return Variable.get(var, default=None) if var in stored else None

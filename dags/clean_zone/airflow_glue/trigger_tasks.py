@@ -109,9 +109,9 @@ def _this_second() -> datetime:
     """Now, to the whole second: when a started run may be scheduled.
 
     The scheduler takes only runs whose ``run_after`` is not after the database's ``now()``, and
-    SQLite's (the local stack's) has whole seconds: a run due at 12:00:01.9 waited until 12:00:02,
-    half a second on average before the file's first task (measured: the file run sat queued for
-    0.9-1.1 s). On PostgreSQL (MWAA) it changes nothing.
+    SQLite's (the local stack's) has whole seconds: a run due at 12:00:01.9 compares as later than
+    12:00:01 and is not taken before 12:00:02. (Measured, the file run still sits queued for
+    0.5-1.6 s: most of that is the scheduler's own loop.) On PostgreSQL (MWAA) it changes nothing.
     """
     return datetime.now(UTC).replace(microsecond=0)
 
