@@ -110,7 +110,13 @@ class BatchProcessor:
         record = {"manifest_key": key, "version_id": version, "etag": current.etag}
         record |= {"run_id": run_id, "at": now_iso(self.clock())}
         if not self.store.put_json(take_key, record, if_absent=True):
-            owner = self.store.get_json(take_key).get("run_id")
+            try:
+                owner = self.store.get_json(take_key).get("run_id")
+            except ObjectMissing:
+                # Released already (an unversioned bucket): the winner moved the manifest on between
+                # our put and this read; the key is empty or holds a newer upload, for a later look.
+                log.info("%s was taken and moved on by another run a moment ago; trying the next", key)
+                return None
             if owner != run_id:
                 log.info("%s was taken by run %s; trying the next", key, owner)
                 return None

@@ -18,7 +18,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from clean_zone import manifest
-from clean_zone.batch import BatchProcessor, _stored_digest
+from clean_zone.batch import BatchProcessor, _stored_digest, _unversioned_token
 from clean_zone.batch_records import FileStatus, Outcome
 from clean_zone.config import Settings
 from clean_zone.failures import EndpointError
@@ -179,6 +179,34 @@ def test_a_manifest_another_run_is_taking_is_left_to_it(batches, store):
     assert taken is not None and taken.key == "manifests/b.json"
     assert taken.version_id is not None
     assert keys(store, "manifests/") == {"manifests/a.json"}
+
+
+def test_a_take_released_between_our_put_and_our_read_is_left_to_its_winner(store, settings, clock):
+    # Unversioned: the winner deletes its take once the manifest is moved on. Found by CI: a run whose
+    # conditional put lost read the take after the winner had released it, and failed.
+    layout = BatchLayout(settings)
+    put_manifest(store, "a.json", b"{}")
+    put_manifest(store, "b.json", b"{}")
+    upload = store.head("manifests/a.json")
+    assert upload is not None
+    take = layout.manifest_take(upload.key, _unversioned_token(upload))
+    store.put_json(take, {"run_id": "other"})
+
+    class WinnerFinishesMeanwhile(ObjectStore):
+        def put_json(self, key: str, document: Any, *, if_absent: bool = False) -> bool:
+            won = super().put_json(key, document, if_absent=if_absent)
+            if key == take and not won:  # the other run moves a.json on and releases its take now
+                self.move(upload.key, layout.held_manifest("other", upload.key))
+                self.delete(take)
+            return won
+
+    racing = BatchProcessor(WinnerFinishesMeanwhile(store.client, store.bucket), settings, clock=clock)
+
+    taken = racing.take_manifest(RUN)
+
+    assert taken is not None and taken.key == "manifests/b.json"
+    assert keys(store, "manifests/") == set()
+    assert layout.held_manifest("other", "manifests/a.json") in keys(store, "processing/")
 
 
 def test_a_manifest_uploaded_again_under_the_same_name_is_a_new_take(batches, store):
