@@ -19,7 +19,7 @@ run, started by the trigger DAG of the chosen route with conf
    its delay is up. One file's trouble never fails, holds or repeats the others.
 3. **report_burst** sends ONE digest alert listing every bad file, its class and
    where it went (severity of the worst), and fails the run if a file still
-   waits in `processing/` after every retry: clear **process_chunk** to resume
+   waits, claimed, after every retry: clear **process_chunk** to resume
    it (files already finished are not redone).
 """
 

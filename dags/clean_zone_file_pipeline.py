@@ -4,7 +4,9 @@
 Processes one partner file from the clean-zone bucket: the Airflow port of the
 reference Step Functions state machine *ProcessFilesStateMachine*.
 
-1. **claim_file** claims the object exactly once and moves it to `processing/`.
+1. **claim_file** claims the object exactly once (a ledger record). On the events
+   route it stays where it landed, so the one copy it makes is to its terminal place;
+   where the S3KeySensor watches `landing/`, it is moved to `processing/` first.
 2. **check_file_extension** returns bucket, key, size and extension
    (case-insensitive; `.csv.gz` is compressed CSV).
 3. **route_by_extension** sends CSV to processing, anything else to **reject_file**,

@@ -45,7 +45,7 @@ _GUIDANCE = {
     FailureClass.ENDPOINT: (
         "An AWS endpoint or a downstream service kept failing through every retry. Check the service's "
         "health, then clear the failed task in the Airflow UI to resume from this point; the file "
-        "waits in the processing prefix."
+        "waits, claimed, at the last S3 address above (where it landed, or the processing prefix)."
     ),
     FailureClass.DEPENDENCY: (
         "Something this step needs did not arrive within its retries. Check the upstream delivery, then "
@@ -53,7 +53,7 @@ _GUIDANCE = {
     ),
     FailureClass.CODE: (
         "This looks like a bug (not retried). Read the log, fix the code, then clear the failed task "
-        "to resume; the file waits in the processing prefix."
+        "to resume; the file waits, claimed, at the last S3 address above."
     ),
 }
 

@@ -15,11 +15,12 @@ DAGs call it through :mod:`clean_zone.airflow_glue.burst_tasks`.
   A file whose generator fails, or that meets an S3 outage, is set aside for
   the retry policy's delay (the attempt numbers, delays and give-up of a failed
   task) while the chunk goes on with its other files; once due (oldest due
-  first) it is tried again from ``processing/`` under the claim it kept (or
+  first) it is tried again under the claim it kept (or
   claimed again, if the outage met the claim). The chunk sleeps only when nothing
   else is left, until the earliest due time: one file's backoff never holds the
   others. No file's trouble raises: each ends as an :class:`Outcome`, in the
-  chunk's order. A file whose retries run out stays in ``processing/``;
+  chunk's order. A file whose retries run out waits where its claim holds it
+  (its landing key, claimed in place, or ``processing/``: see :mod:`clean_zone.lifecycle`);
   clearing the chunk's task resumes it, and the files already in a terminal
   place are only reported again.
   An outage is different from one file's flakiness: it is the endpoint's, and
@@ -27,7 +28,7 @@ DAGs call it through :mod:`clean_zone.airflow_glue.burst_tasks`.
   S3 error, the chunk starts no new file and only retries the ones set aside,
   each at its due time; the first try that gets through resumes the chunk.
   If a retried file runs out of retries on the outage, every file not yet in
-  its place waits with it (``processing/`` once claimed, else ``landing/``):
+  its place waits with it (where its claim holds it, else ``landing/``):
   the digest pages one retry budget after the outage began, instead of after
   every file has spent its own slow retries on a dead endpoint.
 * :class:`Digest` is the run's one alert: every bad file, its class and where
@@ -130,7 +131,7 @@ class Outcome:
     """Where one file of a burst ended, and why."""
 
     key: str
-    place: str  # a Place value, "landing" (never claimed), or taken / gone / ignored (not ours)
+    place: str  # a Place value, "landing" (unclaimed, or claimed in place), or taken / gone / ignored
     reason: str
     failure_class: str | None = None
     location: str | None = None
@@ -307,11 +308,9 @@ def attempt_file(
 
 
 def _ended_already(lifecycle: Lifecycle, claim: Claim) -> Outcome | None:
-    """The outcome of a file an earlier try took to a terminal place; None while it is in processing/."""
-    place, where = lifecycle.locate(claim.relative_key)
-    if place is None or place is Place.PROCESSING:
-        return None
-    return _already_done(lifecycle, claim, place, where)
+    """The outcome of a file an earlier try took to a terminal place; None while it waits for one."""
+    ended = lifecycle.ended(claim)
+    return None if ended is None else _already_done(lifecycle, claim, *ended)
 
 
 def _outage_class(failure_class: str | None, reason: str | None) -> bool:
@@ -329,7 +328,7 @@ def _outputs_written_by(lifecycle: Lifecycle, claim: Claim) -> bool:
 
 
 def _waiting(lifecycle: Lifecycle, key: str, claim: Claim | None, error: Exception) -> Outcome:
-    """The file stays where it is (processing/ once claimed, else landing/), to be resumed."""
+    """The file stays where it is (where its claim holds it, else landing/), to be resumed."""
     place, where = _waiting_place(lifecycle, key, claim)
     reason = getattr(error, "reason", type(error).__name__)
     return Outcome(key, place, reason, classify(error).value, where, str(error))
@@ -343,10 +342,9 @@ def _held(lifecycle: Lifecycle, key: str, claim: Claim | None, outage: Outcome) 
 
 
 def _waiting_place(lifecycle: Lifecycle, key: str, claim: Claim | None) -> tuple[str, str]:
-    if claim is None:
+    if claim is None or claim.in_place:
         return "landing", lifecycle.store.url(key)
-    processing = place_key(lifecycle.settings, Place.PROCESSING, claim.relative_key)
-    return Place.PROCESSING.value, lifecycle.store.url(processing)
+    return Place.PROCESSING.value, lifecycle.store.url(lifecycle.held_key(claim))
 
 
 def _process_claimed(
@@ -369,11 +367,10 @@ def _process_claimed(
         # retry policy says (the same decision as for an outage).
         return {"failure_generator_result": generate(f"{claim.run_id}|{claim.key}", attempt)}
 
-    source = place_key(lifecycle.settings, Place.PROCESSING, claim.relative_key)
     try:
         processing.write_outputs(
             lifecycle.store,
-            lifecycle.store.iter_chunks(source),
+            lifecycle.store.iter_chunks(lifecycle.held_key(claim), version_id=claim.version_id),
             place_key(lifecycle.settings, Place.PROCESSED, claim.relative_key),
             gzipped=checked.kind is FileKind.CSV_GZIP,
             fields={"source": f"s3://{claim.bucket}/{claim.key}", "run_id": claim.run_id},
@@ -424,9 +421,9 @@ class Digest:
         lines += [
             "",
             "What to do: files in quarantine/ or rejected/ need a corrected file from the partner (they "
-            "were not retried). Files waiting in processing/ kept failing through every retry: once the "
-            "service is healthy, clear the failed chunk task (process_chunk) to resume them; files already "
-            "finished are not redone.",
+            "were not retried). Files waiting (claimed, in landing/ or processing/) kept failing through "
+            "every retry: once the service is healthy, clear the failed chunk task (process_chunk) to "
+            "resume them; files already finished are not redone.",
             "",
             "Details (JSON):",
             json.dumps([o.to_dict() for o in self.bad], sort_keys=True)[:200_000],

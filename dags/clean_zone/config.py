@@ -69,7 +69,9 @@ class Settings:
         "landing/", "Where single files land; the file pipeline watches it.", parse_time=True
     )
     processing_prefix: str = _setting(
-        "processing/", "Files claimed by a run, until they reach a terminal place."
+        "processing/",
+        "Files claimed by a run on the sensor route (or in an unversioned bucket), until they reach a "
+        "terminal place; on the events route a claimed file stays where it landed.",
     )
     processed_prefix: str = _setting("processed/", "Terminal: processed files, their outputs and summaries.")
     rejected_prefix: str = _setting(
@@ -193,6 +195,16 @@ class Settings:
         """The account in the failure topic's ARN."""
         parts = self.failure_topic_arn.split(":")
         return parts[4] if len(parts) > 5 else LOCAL_ACCOUNT_ID
+
+    @property
+    def claims_in_place(self) -> bool:
+        """Whether a claim leaves the file at its landing key (a versioned bucket) until its terminal place.
+
+        Then a file is copied once, landing to its terminal place. The S3KeySensor wakes while any
+        file is in landing/, so where it watches (``sensor``, ``both``) a claim moves the file to
+        processing/, out of its sight: one copy more.
+        """
+        return self.trigger_route == "events"
 
     @property
     def events_queue_url(self) -> str:

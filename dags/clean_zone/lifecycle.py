@@ -12,9 +12,16 @@ duplicates/   exact re-delivery (same key, same content) of a file     sidecar
               another run already claimed
 rejected/_key_too_long/<sha256 of key>: a key so long that its        sidecar
               processed names would pass S3's 1,024-byte limit
-processing/   claimed by a run that failed on a retryable error; clear ledger
-              the failed task to resume
-landing/      not yet claimed (the pipeline is down or busy)           --
+landing/      not yet claimed (the pipeline is down or busy); or, on the   --/ledger
+              events route, claimed in place (see below)
+processing/   claimed on the sensor route (see below)                  ledger
+============  =======================================================  =========
+
+A claimed file that waits (its run failed on a retryable error, or was
+killed) stays where its claim put it, with its ledger record, until someone
+clears the failed task to resume it.
+
+============  =======================================================  =========
 (none)        withdrawn: deleted by the partner after its claim, or    ledger
               replaced by a newer upload before it could be read
               (``gone`` / ``superseded`` in the ledger; no sidecar)
@@ -23,6 +30,14 @@ landing/      not yet claimed (the pipeline is down or busy)           --
 A file keeps its key below the prefix (``landing/a/b.csv`` becomes
 ``processed/a/b.csv``). Moves copy, confirm, then delete, so nothing is ever
 only in flight; reason sidecars are written before the move.
+
+Copied once: on the events route (``claims_in_place``) in a versioned bucket,
+a claim leaves the file at its landing key and pins the version it claimed;
+every step reads that version, and the one move is from landing/ to the
+terminal place (one CopyObject up to 5 GB). The S3KeySensor wakes while any
+file is in landing/, so where it watches (the ``sensor`` and ``both`` routes),
+and in an unversioned bucket, where nothing but a move keeps a newer upload
+from replacing the claimed bytes, a claim moves the file to processing/ first.
 
 Exactly once: a run claims an object by writing a ledger record keyed on the
 key and its ETag with a conditional put (``If-None-Match: *``). Only one run
@@ -91,7 +106,8 @@ class Claim:
     etag: str
     run_id: str
     location: str  # s3:// URL of where it is now
-    version_id: str | None = None  # the version in processing/ this run reads (versioned buckets)
+    version_id: str | None = None  # the version this run reads (versioned buckets)
+    in_place: bool = False  # claimed at its landing key (else moved to processing/)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,7 +156,7 @@ class Lifecycle:
     def claim(
         self, key: str, run_id: str, etag: str | None = None, version_id: str | None = None
     ) -> tuple[ClaimOutcome, Claim | None]:
-        """Claim the object at ``key`` for ``run_id``, moving it to processing/.
+        """Claim the object at ``key`` for ``run_id``: in place, or moved to processing/ (see the module).
 
         ``etag``, when the trigger knew it, tells a file another run already
         took (TAKEN) from one that never arrived (GONE). ``version_id``, when
@@ -185,7 +201,7 @@ class Lifecycle:
         if not self.store.put_json(record_key, record, if_absent=True):
             existing = self.store.get_json(record_key)
             if existing.get("run_id") == run_id:
-                return ClaimOutcome.RESUMED, self._move_to_processing(key, rel, info, run_id)
+                return ClaimOutcome.RESUMED, self._hold(key, rel, info, run_id)
             if existing.get("version") == _version(info) or noncurrent:
                 # The very upload another run claimed (a moment ago, or long since: an event delivered
                 # twice names a version that stays readable after its move): it is theirs.
@@ -193,7 +209,7 @@ class Lifecycle:
             # Same key, same content, a later upload: a re-delivery.
             self._finish_duplicate(key, rel, existing)
             return ClaimOutcome.DUPLICATE, None
-        return ClaimOutcome.CLAIMED, self._move_to_processing(key, rel, info, run_id)
+        return ClaimOutcome.CLAIMED, self._hold(key, rel, info, run_id)
 
     def already_claimed(self, key: str, etag: str | None, version_id: str | None) -> bool:
         """Whether a run already claimed this very upload (the ledger names its version).
@@ -228,17 +244,30 @@ class Lifecycle:
         self.store.move(key, target)
         return Claim(self.store.bucket, key, rel, info.size, info.etag, run_id, self.store.url(target))
 
-    def _move_to_processing(self, key: str, rel: str, info: ObjectInfo, run_id: str) -> Claim:
-        target = place_key(self.settings, Place.PROCESSING, rel)
-        # Record first: a retry after a crash mid-move must still find its claim.
-        self.store.put_json(
-            run_record_key(self.settings, run_id), {"key": key, "etag": info.etag, "size": info.size}
-        )
+    def _hold(self, key: str, rel: str, info: ObjectInfo, run_id: str) -> Claim:
+        """Keep the claimed upload where it waits for its terminal place: its landing key, or processing/."""
+        # In place only with a version to pin: without one, a newer upload would replace its bytes.
+        in_place = self.settings.claims_in_place and info.version_id not in (None, "null")
+        target = key if in_place else place_key(self.settings, Place.PROCESSING, rel)
+        # Record first: a retry after a crash mid-move (or after the partner deleted the key) must
+        # still find its claim.
+        record = {"key": key, "etag": info.etag, "size": info.size}
+        if in_place:
+            record.update(in_place=True, version=info.version_id)
+        self.store.put_json(run_record_key(self.settings, run_id), record)
         version = info.version_id
         if key != target:
             version = self.store.move(key, target, version_id=info.version_id, source=info).version_id
         return Claim(
-            self.store.bucket, key, rel, info.size, info.etag, run_id, self.store.url(target), version
+            self.store.bucket,
+            key,
+            rel,
+            info.size,
+            info.etag,
+            run_id,
+            self.store.url(target),
+            version,
+            in_place,
         )
 
     def _resume_elsewhere(self, key: str, rel: str, run_id: str) -> tuple[ClaimOutcome, Claim | None]:
@@ -249,6 +278,21 @@ class Lifecycle:
         mine = self.store.get_json(record_key)
         if mine.get("key") != key:
             return ClaimOutcome.GONE, None
+        version_id = mine.get("version")
+        if mine.get("in_place") and self.store.head(key, version_id=version_id) is not None:
+            # Claimed in place, and the key deleted (or moved on by an earlier try) since: the
+            # claimed version is still there to read.
+            return ClaimOutcome.RESUMED, Claim(
+                self.store.bucket,
+                key,
+                rel,
+                int(mine["size"]),
+                mine["etag"],
+                run_id,
+                self.store.url(key),
+                version_id,
+                in_place=True,
+            )
         place, where = self.locate(rel)
         if place is None:
             return ClaimOutcome.GONE, None
@@ -279,6 +323,10 @@ class Lifecycle:
         self.store.move(key, place_key(self.settings, Place.DUPLICATES, rel))
 
     # --- where is it ---------------------------------------------------------
+    def held_key(self, claim: Claim) -> str:
+        """Where a claimed file waits for its terminal place: its landing key, or processing/."""
+        return claim.key if claim.in_place else place_key(self.settings, Place.PROCESSING, claim.relative_key)
+
     def locate(self, rel: str) -> tuple[Place | None, str]:
         """The place a claimed file is in now (processing first: the usual answer)."""
         for place in Place:
@@ -287,6 +335,13 @@ class Lifecycle:
                 return place, candidate
         return None, ""
 
+    def ended(self, claim: Claim) -> tuple[Place, str] | None:
+        """The terminal place (and key) this claim's run took the file to, per the ledger (None: not yet)."""
+        _, record = self._ledger(claim)
+        if record.get("run_id") != claim.run_id or not record.get("location"):
+            return None
+        return Place(record["state"]), str(record["location"])
+
     def current_key(self, claim: Claim) -> str:
         place, where = self.locate(claim.relative_key)
         if place is None:
@@ -294,14 +349,14 @@ class Lifecycle:
         return where
 
     def claimed_version(self, claim: Claim) -> tuple[str, str | None]:
-        """(key, version id) of the claimed upload in processing/ (or wherever it went since).
+        """(key, version id) of the claimed upload where it waits (or wherever it went since).
 
         Raises the withdrawn error, after recording it in the ledger, when the
         upload can no longer be read.
         """
-        processing = place_key(self.settings, Place.PROCESSING, claim.relative_key)
-        if claim.version_id and self.store.head(processing, version_id=claim.version_id) is not None:
-            return processing, claim.version_id
+        held = self.held_key(claim)
+        if claim.version_id and self.store.head(held, version_id=claim.version_id) is not None:
+            return held, claim.version_id
         place, where = self.locate(claim.relative_key)
         current = self.store.head(where) if place is not None else None
         if current is None or (claim.version_id and current.etag != claim.etag):
@@ -348,19 +403,19 @@ class Lifecycle:
         """
         target = place_key(self.settings, place, claim.relative_key)
         sidecar = reason_key(self.settings, place, claim.relative_key)
-        processing = place_key(self.settings, Place.PROCESSING, claim.relative_key)
+        held_key = self.held_key(claim)
         version = claim.version_id
         record_key, claimed = self._ledger(claim)
         if claimed.get("run_id") == claim.run_id and claimed.get("state") == place.value:
             return self.store.url(target)  # this step finished before (a retry, or a cleared task)
-        held = self.store.head(processing, version_id=version)
+        held = self.store.head(held_key, version_id=version)
         if held is None:
             finished = self.store.head(target)
             if finished is None or finished.size != claim.size:
                 raise self.withdraw(claim)
             source = None  # moved by an earlier try of this step: only the ledger is left to write
         else:
-            source = processing
+            source = held_key
         if reason is not None:
             document = {**reason, "source_key": claim.key, "run_id": claim.run_id, "at": now_iso()}
             self.store.put_json(sidecar, document)

@@ -74,6 +74,17 @@ def run_chunk(s3: Any, settings: Any, names: list[str], generate: Generator) -> 
     return burst.process_files(lifecycle, arrivals, RUN, generate, [RETRIER], clock.sleep, clock.clock)
 
 
+def claimed_by(s3: Any, settings: Any, key: str) -> str | None:
+    """The run the ledger says claimed the upload now at ``key`` (None: not claimed)."""
+    from clean_zone.keys import ledger_key
+
+    etag = s3.head_object(Bucket=settings.bucket, Key=key)["ETag"].strip('"')
+    record = ledger_key(settings, key, etag)
+    if record not in keys(s3, settings.bucket, settings.state_prefix):
+        return None
+    return read_json(s3, settings.bucket, record).get("run_id")
+
+
 def outputs_of(s3: Any, settings: Any, rel: str) -> set[str]:
     return keys(s3, settings.bucket, f"{settings.processed_prefix}{rel}")
 
@@ -122,7 +133,7 @@ def test_a_backing_off_file_lets_the_others_of_its_chunk_finish_first(s3, provis
         (KeyError, 1, [], "code"),  # a bug is not retried at all
     ],
 )
-def test_a_file_out_of_retries_waits_in_processing_while_the_others_are_processed(
+def test_a_file_out_of_retries_waits_claimed_where_it_landed_while_the_others_are_processed(
     s3, provisioned, error, attempts, slept, failure_class
 ):
     time = FakeTime()
@@ -140,12 +151,14 @@ def test_a_file_out_of_retries_waits_in_processing_while_the_others_are_processe
     waiting, *others = outcomes
     assert (waiting.key, waiting.place, waiting.failure_class) == (
         "landing/a.csv",
-        "processing",
+        "landing",
         failure_class,
     )
     assert waiting.waiting
-    assert waiting.location == f"s3://{provisioned.bucket}/processing/a.csv"
-    assert where_is(s3, provisioned, "a.csv") == ["processing/"]
+    # Claimed in place (the events route): it waits where it landed, its claim in the ledger.
+    assert waiting.location == f"s3://{provisioned.bucket}/landing/a.csv"
+    assert where_is(s3, provisioned, "a.csv") == ["landing/"]
+    assert claimed_by(s3, provisioned, "landing/a.csv") == burst.claimant(RUN, "landing/a.csv")
     assert outputs_of(s3, provisioned, "a.csv") == set()
     assert [(o.key, o.place) for o in others] == [
         ("landing/b.csv", "processed"),

@@ -198,8 +198,9 @@ def test_a_file_out_of_retries_waits_and_is_resumed_by_clearing_its_chunk(
     assert failed.state == "failed"
     assert tasks["process_chunk[0]"] == "success"  # every file had its turn
     assert tasks["report_burst"] == "failed"
-    assert where_is(s3, provisioned, "resume/a.csv") == ["processing/"]
-    assert where_is(s3, provisioned, "resume/b.csv") == ["processing/"]
+    # Claimed in place (the events route): they wait, claimed, where they landed.
+    assert where_is(s3, provisioned, "resume/a.csv") == ["landing/"]
+    assert where_is(s3, provisioned, "resume/b.csv") == ["landing/"]
     assert where_is(s3, provisioned, "resume/c.pdf") == ["rejected/"]
     alerts = alerts_inbox.receive(wait_seconds=3, expect=1)
     assert len(alerts) == 1  # the digest, sent by the failure callback: no second page

@@ -85,7 +85,8 @@ def test_a_good_csv_is_read_once_and_its_staged_output_is_gone_after(
     result = run_dag(PIPELINE, {"key": key})
 
     assert result.state == "success"
-    assert [k for k in opened if k.endswith("once/orders.csv")] == ["processing/once/orders.csv"]
+    # Read where it landed: claimed in place (the events route), it is copied once, to processed/.
+    assert [k for k in opened if k.endswith("once/orders.csv")] == ["landing/once/orders.csv"]
     output = s3.get_object(Bucket=provisioned.bucket, Key="processed/once/orders.csv.normalized.csv")
     assert output["Body"].read() == GOOD_CSV
     assert keys(s3, provisioned.bucket, "_state/staged/") == set()
@@ -187,10 +188,14 @@ def test_bad_csv_is_quarantined_with_a_data_quality_alert_and_no_retries(
     assert f"s3://{provisioned.bucket}/quarantine/{rel}" in alerts[0]["message"]
 
 
+@pytest.mark.parametrize(
+    ("route", "waits_in"), [("events", "landing_prefix"), ("sensor", "processing_prefix")]
+)
 def test_failure_generator_is_retried_per_policy_then_alerts_once(
-    run_dag, s3, provisioned, alerts_inbox, monkeypatch
+    run_dag, s3, provisioned, alerts_inbox, monkeypatch, route, waits_in
 ):
     monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_RATE", "1")
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_TRIGGER_ROUTE", route)
     key = drop(s3, provisioned, "flaky.csv", GOOD_CSV)
 
     result = run_dag(PIPELINE, {"key": key})
@@ -200,8 +205,9 @@ def test_failure_generator_is_retried_per_policy_then_alerts_once(
     # tests/conftest.py sets MaxAttempts 3: the first try and three retries.
     assert result.tries["run_failure_generator"] == 4
     assert result.tasks["write_processed_output"] == "upstream_failed"
-    # A retryable failure leaves the file claimed in processing/, ready for a clear-and-resume.
-    assert where_is(s3, provisioned, "flaky.csv") == [provisioned.processing_prefix]
+    # A retryable failure leaves the file claimed where its claim holds it (in place where it landed
+    # on the events route, processing/ where the sensor watches landing/), ready for a clear-and-resume.
+    assert where_is(s3, provisioned, "flaky.csv") == [getattr(provisioned, waits_in)]
     alerts = alerts_inbox.receive(wait_seconds=3, expect=1)
     assert len(alerts) == 1
     assert alerts[0]["attributes"]["failure_class"] == "endpoint"

@@ -25,6 +25,15 @@ FIRST = b"id,name\n1,alpha\n"
 SECOND = b"id,name\n1,alpha\n2,beta\n"
 
 
+@pytest.fixture(params=["events", "sensor"])
+def held(request: pytest.FixtureRequest, provisioned: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Both claim modes; returns where a claimed file waits: its landing key (claimed in place, the
+    events route) or processing/ (where the sensor watches landing/)."""
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_TRIGGER_ROUTE", request.param)
+    prefix = provisioned.landing_prefix if request.param == "events" else provisioned.processing_prefix
+    return lambda rel: prefix + rel
+
+
 def listing(s3: Any, bucket: str) -> set[str]:
     """Every current key but the ledger's."""
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
@@ -78,11 +87,11 @@ def alert_for(error: BaseException, claimed: dict[str, Any], task_id: str) -> An
 
 
 def test_a_file_erased_before_its_rejection_leaves_no_orphan_reason_file(
-    s3: Any, provisioned: Any, alerts_inbox: Any
+    s3: Any, provisioned: Any, alerts_inbox: Any, held: Any
 ) -> None:
     sent = upload(s3, provisioned, "notes.txt", b"not a csv")
     claimed = claim(sent, RUN_A)
-    erase(s3, provisioned.bucket, "processing/notes.txt")  # the endpoint lost it (a restart)
+    erase(s3, provisioned.bucket, held("notes.txt"))  # the endpoint lost it (a restart)
 
     with pytest.raises(InvalidFileError) as caught:
         file_tasks.reject_file(claimed, file_tasks.check_file_extension(claimed))
@@ -99,10 +108,10 @@ def test_a_file_erased_before_its_rejection_leaves_no_orphan_reason_file(
     assert "no reason file was left behind" in alert["message"]
 
 
-def test_a_file_erased_while_it_is_validated_ends_as_gone(s3: Any, provisioned: Any) -> None:
+def test_a_file_erased_while_it_is_validated_ends_as_gone(s3: Any, provisioned: Any, held: Any) -> None:
     sent = upload(s3, provisioned, "orders.csv", FIRST)
     claimed = claim(sent, RUN_A)
-    erase(s3, provisioned.bucket, "processing/orders.csv")
+    erase(s3, provisioned.bucket, held("orders.csv"))
 
     with pytest.raises(InvalidFileError, match="was deleted"):
         file_tasks.validate_csv(claimed)
@@ -111,20 +120,24 @@ def test_a_file_erased_while_it_is_validated_ends_as_gone(s3: Any, provisioned: 
     assert ledger(s3, provisioned, sent["key"], sent["etag"])["state"] == "gone"
 
 
-def test_a_file_deleted_from_processing_is_still_processed_from_its_version(
-    s3: Any, provisioned: Any
+def test_a_file_deleted_where_its_claim_holds_it_is_still_processed_from_its_version(
+    s3: Any, provisioned: Any, held: Any
 ) -> None:
     # A plain delete in a versioned bucket leaves the claimed version readable: nothing is lost.
     sent = upload(s3, provisioned, "orders.csv", FIRST)
     claimed = claim(sent, RUN_A)
-    s3.delete_object(Bucket=provisioned.bucket, Key="processing/orders.csv")
+    s3.delete_object(Bucket=provisioned.bucket, Key=held("orders.csv"))
 
     file_tasks.validate_csv(claimed)
     summary = file_tasks.write_processed_output(claimed, 5.0)
 
     assert summary["location"] == "s3://clean-zone/processed/orders.csv"
     assert read(s3, provisioned.bucket, "processed/orders.csv") == FIRST
-    assert "processing/orders.csv" not in listing(s3, provisioned.bucket)
+    assert listing(s3, provisioned.bucket) == {
+        "processed/orders.csv",
+        "processed/orders.csv.normalized.csv",
+        "processed/orders.csv.summary.json",
+    }
 
 
 def test_an_event_for_an_upload_deleted_before_its_run_processes_that_version(
@@ -177,17 +190,17 @@ def test_an_event_for_an_upload_erased_before_its_run_is_withdrawn_not_retried(
     assert alert["subject"] == f"[WARNING] file withdrawn: {PIPELINE}.claim_file"
 
 
-def test_a_new_upload_to_a_key_being_processed_is_processed_too(s3: Any, provisioned: Any) -> None:
+def test_a_new_upload_to_a_key_being_processed_is_processed_too(s3: Any, provisioned: Any, held: Any) -> None:
     first = upload(s3, provisioned, "orders.csv", FIRST)
     claimed_a = claim(first, RUN_A)
     # While run A works on it, the partner uploads a corrected file under the same key.
     second = upload(s3, provisioned, "orders.csv", SECOND)
     claimed_b = claim(second, RUN_B)
 
-    # Run B's upload now sits at processing/orders.csv; run A still reads and finishes its own.
+    # Run B's upload now waits where its claim holds it; run A still reads and finishes its own.
     assert file_tasks.validate_csv(claimed_a)["rows"] == 1
     assert file_tasks.write_processed_output(claimed_a, 5.0)["rows"] == 1
-    assert read(s3, provisioned.bucket, "processing/orders.csv") == SECOND  # not moved by run A
+    assert read(s3, provisioned.bucket, held("orders.csv")) == SECOND  # not moved by run A
     assert file_tasks.validate_csv(claimed_b)["rows"] == 2
     assert file_tasks.write_processed_output(claimed_b, 5.0)["rows"] == 2
 
@@ -214,12 +227,12 @@ def read_version(s3: Any, bucket: str, version: dict[str, Any]) -> bytes:
     )
 
 
-def test_a_file_replaced_in_processing_after_its_version_was_lost_is_superseded(
-    s3: Any, provisioned: Any, alerts_inbox: Any
+def test_a_file_replaced_after_its_claimed_version_was_lost_is_superseded(
+    s3: Any, provisioned: Any, alerts_inbox: Any, held: Any
 ) -> None:
     first = upload(s3, provisioned, "orders.csv", FIRST)
     claimed_a = claim(first, RUN_A)
-    erase(s3, provisioned.bucket, "processing/orders.csv")
+    erase(s3, provisioned.bucket, held("orders.csv"))
     second = upload(s3, provisioned, "orders.csv", SECOND)
     claim(second, RUN_B)
 
@@ -228,7 +241,7 @@ def test_a_file_replaced_in_processing_after_its_version_was_lost_is_superseded(
 
     assert caught.value.reason == "superseded"
     assert ledger(s3, provisioned, first["key"], first["etag"])["state"] == "superseded"
-    assert read(s3, provisioned.bucket, "processing/orders.csv") == SECOND  # run B's, untouched
+    assert read(s3, provisioned.bucket, held("orders.csv")) == SECOND  # run B's, untouched
     alert_for(caught.value, claimed_a, "validate_csv")
     [alert] = alerts_inbox.receive(wait_seconds=5, expect=1)
     assert alert["subject"] == f"[WARNING] file replaced by a newer upload: {PIPELINE}.validate_csv"

@@ -180,7 +180,8 @@ def test_a_failed_run_cleared_and_rerun_finishes_the_same_file(
     dag = _load_dag(PIPELINE)
     failed = dag.test(run_conf={"key": key})
     assert failed.get_state() == "failed"
-    assert where_is(s3, provisioned, "resume.csv") == [provisioned.processing_prefix]
+    # Claimed in place (the events route): it waits where it landed, for the clear-and-resume.
+    assert where_is(s3, provisioned, "resume.csv") == [provisioned.landing_prefix]
 
     # The downstream service is back: clear the run and run it again (dag.test clears every task of
     # the run: each must be safe to repeat; the claim finds its own record and resumes).

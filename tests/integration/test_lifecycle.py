@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -26,9 +27,25 @@ ODD_KEYS = [
 ]
 
 
+@pytest.fixture(params=["events", "sensor"])
+def lifecycle(request: pytest.FixtureRequest, s3: Any, provisioned: Settings) -> Lifecycle:
+    """Both claim modes: in place (the events route) and moved to processing/ (where a sensor watches)."""
+    settings = dataclasses.replace(provisioned, trigger_route=request.param)
+    return Lifecycle(ObjectStore(s3, provisioned.bucket), settings)
+
+
 @pytest.fixture
-def lifecycle(s3: Any, provisioned: Settings) -> Lifecycle:
-    return Lifecycle(ObjectStore(s3, provisioned.bucket), provisioned)
+def in_place(s3: Any, provisioned: Settings) -> Lifecycle:
+    return Lifecycle(
+        ObjectStore(s3, provisioned.bucket), dataclasses.replace(provisioned, trigger_route="events")
+    )
+
+
+@pytest.fixture
+def moving(s3: Any, provisioned: Settings) -> Lifecycle:
+    return Lifecycle(
+        ObjectStore(s3, provisioned.bucket), dataclasses.replace(provisioned, trigger_route="sensor")
+    )
 
 
 def put(lifecycle: Lifecycle, key: str, body: bytes = CONTENT) -> None:
@@ -50,9 +67,18 @@ def claimed(lifecycle: Lifecycle, key: str, run_id: str = RUN_A) -> Claim:
     return claim
 
 
-def test_claim_moves_the_file_to_processing(lifecycle: Lifecycle) -> None:
+def held(lifecycle: Lifecycle, rel: str) -> set[str]:
+    """Where a claimed file waits in this claim mode: its landing key, or processing/."""
+    if lifecycle.settings.claims_in_place:
+        return {f"landing/{rel}"}
+    return {place_key(lifecycle.settings, Place.PROCESSING, rel)}
+
+
+def test_claim_moves_the_file_to_processing(moving: Lifecycle) -> None:
+    lifecycle = moving
     put(lifecycle, "landing/partner/orders.csv")
     claim = claimed(lifecycle, "landing/partner/orders.csv")
+    assert not claim.in_place
     assert claim.relative_key == "partner/orders.csv"
     assert claim.key == "landing/partner/orders.csv"
     assert claim.size == len(CONTENT)
@@ -64,13 +90,83 @@ def test_claim_moves_the_file_to_processing(lifecycle: Lifecycle) -> None:
     assert Claim.from_dict(claim.to_dict()) == claim
 
 
+def test_claim_in_place_leaves_the_file_where_it_landed_and_pins_its_version(in_place: Lifecycle) -> None:
+    lifecycle = in_place
+    put(lifecycle, "landing/partner/orders.csv")
+    claim = claimed(lifecycle, "landing/partner/orders.csv")
+    assert claim.in_place
+    assert claim.location == "s3://clean-zone/landing/partner/orders.csv"
+    current = lifecycle.store.head("landing/partner/orders.csv")
+    assert current is not None and claim.version_id == current.version_id
+    assert keys(lifecycle, "processing/") == set()
+    assert lifecycle.store.head(ledger_key(lifecycle.settings, claim.key, claim.etag)) is not None
+    assert Claim.from_dict(claim.to_dict()) == claim
+
+
+class _CountingCopies:
+    """Counts the CopyObject requests a client sends (a botocore event hook: the requests still go out)."""
+
+    def __init__(self, client: Any) -> None:
+        self.copies = 0
+        client.meta.events.register("before-call.s3.CopyObject", self._count)
+
+    def _count(self, **_: Any) -> None:
+        self.copies += 1
+
+
+@pytest.mark.parametrize(("route", "copies"), [("events", 1), ("sensor", 2), ("both", 2)])
+def test_a_file_is_copied_once_on_its_way_to_its_terminal_place_when_claimed_in_place(
+    s3: Any, provisioned: Settings, route: str, copies: int
+) -> None:
+    client = ObjectStore(s3, provisioned.bucket).client
+    counter = _CountingCopies(client)
+    lifecycle = Lifecycle(
+        ObjectStore(client, provisioned.bucket), dataclasses.replace(provisioned, trigger_route=route)
+    )
+    put(lifecycle, "landing/orders.csv")
+    claim = claimed(lifecycle, "landing/orders.csv")
+    assert lifecycle.chunks(claim) is not None and body(lifecycle, lifecycle.held_key(claim)) == CONTENT
+    assert lifecycle.finish(claim, Place.PROCESSED) == "s3://clean-zone/processed/orders.csv"
+    assert counter.copies == copies
+    assert keys(lifecycle, "landing/") == set() and keys(lifecycle, "processing/") == set()
+    assert body(lifecycle, "processed/orders.csv") == CONTENT
+
+
+def test_a_newer_upload_to_a_key_claimed_in_place_is_left_to_its_own_run(in_place: Lifecycle) -> None:
+    lifecycle = in_place
+    put(lifecycle, "landing/orders.csv")
+    claim = claimed(lifecycle, "landing/orders.csv")
+    newer = CONTENT + b"2,beta\n"
+    put(lifecycle, "landing/orders.csv", newer)  # the partner uploads again while the run works
+    assert b"".join(lifecycle.chunks(claim)) == CONTENT  # the run reads the upload it claimed
+    lifecycle.finish(claim, Place.PROCESSED)
+    assert body(lifecycle, "processed/orders.csv") == CONTENT
+    assert body(lifecycle, "landing/orders.csv") == newer  # not hidden: its own run takes it
+    outcome, second = lifecycle.claim("landing/orders.csv", RUN_B)
+    assert outcome is ClaimOutcome.CLAIMED and second is not None and second.size == len(newer)
+
+
+def test_a_key_deleted_after_its_claim_in_place_is_resumed_from_the_claimed_version(
+    in_place: Lifecycle,
+) -> None:
+    lifecycle = in_place
+    put(lifecycle, "landing/orders.csv")
+    first = claimed(lifecycle, "landing/orders.csv")
+    lifecycle.store.delete("landing/orders.csv")  # a plain delete: the claimed version stays readable
+    outcome, again = lifecycle.claim("landing/orders.csv", RUN_A)  # a retry, without the event's version
+    assert outcome is ClaimOutcome.RESUMED
+    assert again == first
+    assert lifecycle.finish(first, Place.PROCESSED) == "s3://clean-zone/processed/orders.csv"
+    assert body(lifecycle, "processed/orders.csv") == CONTENT
+
+
 def test_a_retry_of_the_same_run_resumes(lifecycle: Lifecycle) -> None:
     put(lifecycle, "landing/orders.csv")
     first = claimed(lifecycle, "landing/orders.csv")
     outcome, again = lifecycle.claim("landing/orders.csv", RUN_A)
     assert outcome is ClaimOutcome.RESUMED
     assert again == first
-    assert keys(lifecycle, "processing/") == {"processing/orders.csv"}
+    assert keys(lifecycle, "landing/") | keys(lifecycle, "processing/") == held(lifecycle, "orders.csv")
 
 
 def test_another_run_finds_the_file_taken(lifecycle: Lifecycle) -> None:
@@ -78,7 +174,7 @@ def test_another_run_finds_the_file_taken(lifecycle: Lifecycle) -> None:
     first = claimed(lifecycle, "landing/orders.csv")
     # The second trigger (sensor and event both fired) knows the object's ETag.
     assert lifecycle.claim("landing/orders.csv", RUN_B, etag=first.etag) == (ClaimOutcome.TAKEN, None)
-    assert keys(lifecycle, "processing/") == {"processing/orders.csv"}
+    assert keys(lifecycle, "landing/") | keys(lifecycle, "processing/") == held(lifecycle, "orders.csv")
 
 
 class _KilledMidMove(ObjectStore):
@@ -88,7 +184,8 @@ class _KilledMidMove(ObjectStore):
         raise SystemExit("worker killed")
 
 
-def test_a_claim_cut_short_mid_move_is_taken_for_others_and_resumed_by_its_run(lifecycle: Lifecycle) -> None:
+def test_a_claim_cut_short_mid_move_is_taken_for_others_and_resumed_by_its_run(moving: Lifecycle) -> None:
+    lifecycle = moving
     put(lifecycle, "landing/orders.csv")
     dying = Lifecycle(_KilledMidMove(lifecycle.store.client, lifecycle.store.bucket), lifecycle.settings)
     with pytest.raises(SystemExit):
@@ -120,7 +217,7 @@ def test_finish_moves_to_the_terminal_place_and_is_idempotent(lifecycle: Lifecyc
 def test_finish_after_a_plain_delete_moves_the_claimed_version(lifecycle: Lifecycle) -> None:
     put(lifecycle, "landing/orders.csv")
     claim = claimed(lifecycle, "landing/orders.csv")
-    lifecycle.store.delete("processing/orders.csv")  # the bucket is versioned: the version stays
+    lifecycle.store.delete(lifecycle.held_key(claim))  # the bucket is versioned: the version stays
     assert lifecycle.finish(claim, Place.PROCESSED) == "s3://clean-zone/processed/orders.csv"
     assert body(lifecycle, "processed/orders.csv") == CONTENT
 
@@ -129,7 +226,7 @@ def test_finish_without_the_file_anywhere_records_it_gone_and_writes_no_reason(l
     put(lifecycle, "landing/orders.txt")
     claim = claimed(lifecycle, "landing/orders.txt")
     lifecycle.store.client.delete_object(
-        Bucket=lifecycle.store.bucket, Key="processing/orders.txt", VersionId=claim.version_id
+        Bucket=lifecycle.store.bucket, Key=lifecycle.held_key(claim), VersionId=claim.version_id
     )
     with pytest.raises(InvalidFileError) as caught:
         lifecycle.finish(claim, Place.REJECTED, {"reason": "invalid_extension"})
@@ -191,7 +288,7 @@ def test_odd_keys_end_to_end(lifecycle: Lifecycle) -> None:
         put(lifecycle, key)
         claim = claimed(lifecycle, key, run_id)
         assert claim.relative_key == rel
-        assert keys(lifecycle, "processing/") == {place_key(lifecycle.settings, Place.PROCESSING, rel)}, key
+        assert keys(lifecycle, "landing/") | keys(lifecycle, "processing/") == held(lifecycle, rel), key
         assert lifecycle.claim(key, run_id)[0] is ClaimOutcome.RESUMED, key
         url = lifecycle.finish(claim, Place.PROCESSED, {"reason": "processed"})
         assert url == f"s3://clean-zone/processed/{rel}"

@@ -46,7 +46,7 @@ def _source(lifecycle: Lifecycle, claim: Claim) -> tuple[Any, bool]:
 
 
 def claim_file(**context: Any) -> dict[str, Any]:
-    """Claim the run's object (``conf``: ``bucket``, ``key``, ``etag``) and move it to processing/."""
+    """Claim the run's object (``conf``: ``bucket``, ``key``, ``etag``): in place, or moved to processing/."""
     params = context["params"]
     key = params.get("key")
     if not key or not isinstance(key, str):

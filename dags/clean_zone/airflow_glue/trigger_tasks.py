@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from clean_zone import burst, config, events
@@ -123,9 +125,16 @@ def landing_file_runs() -> list[dict[str, Any]]:
 
 
 def _landing_arrivals(
-    store: ObjectStore, settings: config.Settings, landed_before: datetime | None = None
+    store: ObjectStore,
+    settings: config.Settings,
+    landed_before: datetime | None = None,
+    keep: Callable[[Arrival], bool] | None = None,
 ) -> list[Arrival]:
-    """Files in landing/ (oldest first, folder markers left out; only those landed before a time)."""
+    """Files in landing/ (oldest first, folder markers left out; only those landed before a time).
+
+    ``keep`` picks among them before the cycle's limit is counted: files claimed in place and
+    waiting to be resumed are the oldest, and must not crowd out the ones that still need a run.
+    """
     found = [
         info
         for info in store.list_keys(settings.landing_prefix)
@@ -136,7 +145,8 @@ def _landing_arrivals(
         )
     ]
     found.sort(key=lambda info: (info.last_modified or "", info.key))
-    return [Arrival(settings.bucket, i.key, i.etag, i.last_modified) for i in found[:MAX_FILES_PER_CYCLE]]
+    arrivals = (Arrival(settings.bucket, i.key, i.etag, i.last_modified) for i in found)
+    return list(islice((a for a in arrivals if keep is None or keep(a)), MAX_FILES_PER_CYCLE))
 
 
 def s3_event_runs(**context: Any) -> list[dict[str, Any]]:
@@ -274,11 +284,12 @@ def sweep_landing(settings: config.Settings) -> list[dict[str, Any]]:
     cutoff = datetime.now(UTC) - timedelta(minutes=settings.landing_sweep_minutes)
     store = object_store(settings)
     lifecycle = Lifecycle(store, settings)
-    stranded = [
-        arrival
-        for arrival in _landing_arrivals(store, settings, landed_before=cutoff)
-        if not _already_claimed(lifecycle, arrival.key, arrival.etag, None)
-    ]
+    stranded = _landing_arrivals(
+        store,
+        settings,
+        landed_before=cutoff,
+        keep=lambda arrival: not _already_claimed(lifecycle, arrival.key, arrival.etag, None),
+    )
     if stranded:
         log.warning(
             "%d file(s) waited in %s over %s min without a run; handing them over now",

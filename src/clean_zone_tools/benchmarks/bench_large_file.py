@@ -5,10 +5,11 @@ port, or ``--endpoint``):
 
 * **raw**: PUT of the file (boto3's managed upload) plus a streamed GET of it: what moving the bytes
   once each way costs on this endpoint;
-* **pipeline**: the burst path's whole way for one file (``clean_zone.burst.process_file``): claim
-  (ledger record, one server-side CopyObject to ``processing/``, delete), one read that validates
-  and normalises together (the columnar engine), upload of the normalised output, summary, and the
-  move to ``processed/`` (a second CopyObject). The failure generator is held at success.
+* **pipeline**: the burst path's whole way for one file (``clean_zone.burst.process_file``) on the
+  default events route: claim (a ledger record; the file stays where it landed, its version
+  pinned), one read that validates and normalises together (the columnar engine), upload of the
+  normalised output, summary, and the move to ``processed/`` (the file's one server-side
+  CopyObject, then a delete). The failure generator is held at success.
 
 The figure of merit is raw seconds / pipeline seconds (1.0 would be as fast as moving the bytes).
 Peak RSS is printed too: the engine reads in constant memory.

@@ -26,7 +26,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from clean_zone import undelivered_alerts
 from clean_zone.config import Settings
 from clean_zone.failures import EndpointError
-from clean_zone.storage import ObjectStore
+from clean_zone.keys import is_folder_marker
+from clean_zone.lifecycle import Lifecycle
+from clean_zone.storage import ObjectInfo, ObjectStore
 from clean_zone_tools.devstack import inbox
 from clean_zone_tools.devstack.processes import (
     SUPERVISOR_MARKERS,
@@ -143,6 +145,22 @@ def _prefixes(settings: Settings) -> list[str]:
     ]
 
 
+# Files in landing/ whose claim is looked up (two requests each): enough to tell, bounded for a burst.
+CLAIM_LOOKUPS = 200
+
+
+def _claimed_note(store: ObjectStore, settings: Settings, listed: list[ObjectInfo]) -> str:
+    """How many files in landing/ a run has claimed in place (working on them, or waiting to be resumed)."""
+    every = [info for info in listed if not is_folder_marker(info.key, info.size)]
+    files = every[:CLAIM_LOOKUPS]
+    if not files:
+        return ""
+    lifecycle = Lifecycle(store, settings)
+    claimed = sum(lifecycle.already_claimed(info.key, info.etag, info.version_id) for info in files)
+    of = f" of the first {len(files)}" if len(files) < len(every) else ""
+    return f" ({claimed}{of} claimed by a run)"
+
+
 def _read_stack_state(ctx: Context) -> dict[str, object]:
     try:
         return json.loads(ctx.info_file.read_text())
@@ -184,8 +202,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         store = ObjectStore(ctx.client("s3"), ctx.settings.bucket)
         try:
             for prefix in _prefixes(ctx.settings):
-                count = sum(1 for _ in store.list_keys(prefix))
-                print(f"  {prefix:<14} {count:>5} object{'s' if count != 1 else ''}")
+                listed = list(store.list_keys(prefix))
+                count = len(listed)
+                landing = prefix == ctx.settings.landing_prefix
+                note = _claimed_note(store, ctx.settings, listed) if landing else ""
+                print(f"  {prefix:<14} {count:>5} object{'s' if count != 1 else ''}{note}")
             waiting = len(undelivered_alerts.pending(store, ctx.settings))
             if waiting:
                 # Not unhealthy (the stack runs), but a person must know alerts did not reach them.
