@@ -201,7 +201,7 @@ class Lifecycle:
         if not self.store.put_json(record_key, record, if_absent=True):
             existing = self.store.get_json(record_key)
             if existing.get("run_id") == run_id:
-                return ClaimOutcome.RESUMED, self._hold(key, rel, info, run_id)
+                return ClaimOutcome.RESUMED, self._hold(key, rel, info, run_id, resuming=True)
             if existing.get("version") == _version(info) or noncurrent:
                 # The very upload another run claimed (a moment ago, or long since: an event delivered
                 # twice names a version that stays readable after its move): it is theirs.
@@ -244,10 +244,14 @@ class Lifecycle:
         self.store.move(key, target)
         return Claim(self.store.bucket, key, rel, info.size, info.etag, run_id, self.store.url(target))
 
-    def _hold(self, key: str, rel: str, info: ObjectInfo, run_id: str) -> Claim:
+    def _hold(self, key: str, rel: str, info: ObjectInfo, run_id: str, *, resuming: bool = False) -> Claim:
         """Keep the claimed upload where it waits for its terminal place: its landing key, or processing/."""
         # In place only with a version to pin: without one, a newer upload would replace its bytes.
         in_place = self.settings.claims_in_place and info.version_id not in (None, "null")
+        if resuming and not in_place:
+            # Claimed in place under the events route, resumed after a switch to the sensor: its
+            # earlier tasks hold the claim in place, so it stays there (no copy left behind).
+            in_place = self._run_record(run_id).get("in_place") is True
         target = key if in_place else place_key(self.settings, Place.PROCESSING, rel)
         # Record first: a retry after a crash mid-move (or after the partner deleted the key) must
         # still find its claim.
@@ -270,12 +274,18 @@ class Lifecycle:
             in_place,
         )
 
+    def _run_record(self, run_id: str) -> dict[str, Any]:
+        """What this run recorded it claimed ({} if nothing)."""
+        try:
+            return dict(self.store.get_json(run_record_key(self.settings, run_id)))
+        except ObjectMissing:
+            return {}
+
     def _resume_elsewhere(self, key: str, rel: str, run_id: str) -> tuple[ClaimOutcome, Claim | None]:
         """The key is gone: a retry of our own claim finds the file already moved on."""
-        record_key = run_record_key(self.settings, run_id)
-        if self.store.head(record_key) is None:
+        mine = self._run_record(run_id)
+        if not mine:
             return ClaimOutcome.GONE, None
-        mine = self.store.get_json(record_key)
         if mine.get("key") != key:
             return ClaimOutcome.GONE, None
         version_id = mine.get("version")

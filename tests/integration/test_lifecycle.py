@@ -302,3 +302,16 @@ def test_odd_keys_end_to_end(lifecycle: Lifecycle) -> None:
         assert lifecycle.claim(key, RUN_B)[0] is ClaimOutcome.DUPLICATE, key
         assert f"duplicates/{rel}" in keys(lifecycle, "duplicates/"), key
     assert len(keys(lifecycle, "processed/")) == 2 * len(ODD_KEYS)
+
+
+def test_a_claim_made_in_place_stays_in_place_when_resumed_after_a_switch_to_the_sensor_route(
+    in_place: Lifecycle, moving: Lifecycle
+) -> None:
+    put(in_place, "landing/orders.csv")
+    first = claimed(in_place, "landing/orders.csv")
+    outcome, again = moving.claim("landing/orders.csv", RUN_A)  # the run's claim task, cleared
+    assert outcome is ClaimOutcome.RESUMED
+    assert again == first  # the run's later tasks hold this claim: no copy left in processing/
+    assert keys(moving, "processing/") == set()
+    moving.finish(first, Place.PROCESSED)
+    assert keys(moving, "landing/") == set() and keys(moving, "processing/") == set()

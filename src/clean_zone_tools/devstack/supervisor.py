@@ -46,6 +46,7 @@ from clean_zone_tools.devstack.settings import (
     StackError,
     UsageError,
 )
+from clean_zone_tools.devstack.sqlite_clock import write_local_settings
 
 GAVE_UP = 3  # exit status when a component kept dying
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -333,6 +334,7 @@ class Supervisor:
         print("Provisioning AWS resources (idempotent: a restored endpoint keeps what it has)...", flush=True)
         self.run_step("provisioning", [python, "-m", "clean_zone_tools.devstack.provision"], None)
 
+        write_local_settings(ctx.airflow_home)  # SQLite's now() to the millisecond (sqlite_clock)
         first_run = not (ctx.airflow_home / "airflow.db").exists()
         note = " (first run: about a minute)" if first_run else ""
         print(f"Preparing the Airflow database{note}...", flush=True)
