@@ -12,16 +12,11 @@ duplicates/   exact re-delivery (same key, same content) of a file     sidecar
               another run already claimed
 rejected/_key_too_long/<sha256 of key>: a key so long that its        sidecar
               processed names would pass S3's 1,024-byte limit
-landing/      not yet claimed (the pipeline is down or busy); or, on the   --/ledger
-              events route, claimed in place (see below)
-processing/   claimed on the sensor route (see below)                  ledger
-============  =======================================================  =========
-
-A claimed file that waits (its run failed on a retryable error, or was
-killed) stays where its claim put it, with its ledger record, until someone
-clears the failed task to resume it.
-
-============  =======================================================  =========
+landing/      not yet claimed (the pipeline is down or busy); or claimed   ledger
+              in place (events route), while its run works on it or
+              after it failed on a retryable error: clear the failed
+              task to resume
+processing/   the same, claimed on the sensor route (see below)        ledger
 (none)        withdrawn: deleted by the partner after its claim, or    ledger
               replaced by a newer upload before it could be read
               (``gone`` / ``superseded`` in the ledger; no sidecar)
@@ -60,7 +55,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -288,20 +283,13 @@ class Lifecycle:
             return ClaimOutcome.GONE, None
         if mine.get("key") != key:
             return ClaimOutcome.GONE, None
+        recorded = Claim(self.store.bucket, key, rel, int(mine["size"]), mine["etag"], run_id, "")
         version_id = mine.get("version")
         if mine.get("in_place") and self.store.head(key, version_id=version_id) is not None:
             # Claimed in place, and the key deleted (or moved on by an earlier try) since: the
             # claimed version is still there to read.
-            return ClaimOutcome.RESUMED, Claim(
-                self.store.bucket,
-                key,
-                rel,
-                int(mine["size"]),
-                mine["etag"],
-                run_id,
-                self.store.url(key),
-                version_id,
-                in_place=True,
+            return ClaimOutcome.RESUMED, replace(
+                recorded, location=self.store.url(key), version_id=version_id, in_place=True
             )
         place, where = self.locate(rel)
         if place is None:
@@ -309,15 +297,10 @@ class Lifecycle:
         # Still in processing/: the version there is the one this run copied (a later upload would have
         # had to be claimed, and moved here, by another run in between: too rare to guess about).
         version = self.store.head(where) if place is Place.PROCESSING else None
-        return ClaimOutcome.RESUMED, Claim(
-            self.store.bucket,
-            key,
-            rel,
-            int(mine["size"]),
-            mine["etag"],
-            run_id,
-            self.store.url(where),
-            version.version_id if version is not None else None,
+        return ClaimOutcome.RESUMED, replace(
+            recorded,
+            location=self.store.url(where),
+            version_id=version.version_id if version is not None else None,
         )
 
     def _finish_duplicate(self, key: str, rel: str, existing: dict[str, Any]) -> None:

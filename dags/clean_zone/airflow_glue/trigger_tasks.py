@@ -111,9 +111,11 @@ def _this_second() -> datetime:
     """Now, to the whole second: when a started run may be scheduled.
 
     The scheduler takes only runs whose ``run_after`` is not after the database's ``now()``, and
-    SQLite's (the local stack's) has whole seconds: a run due at 12:00:01.9 compares as later than
-    12:00:01 and is not taken before 12:00:02. (Measured, the file run still sits queued for
-    0.5-1.6 s: most of that is the scheduler's own loop.) On PostgreSQL (MWAA) it changes nothing.
+    SQLite's has whole seconds: a run due at 12:00:01.9 compares as later than 12:00:01 and is not
+    taken before 12:00:02. The local stack gives its SQLite a clock to the millisecond
+    (``clean_zone_tools.devstack.sqlite_clock``, which also covers the runs Airflow creates itself);
+    this keeps the runs these DAGs start due at once on any SQLite (``airflow standalone`` as it
+    comes). On PostgreSQL (MWAA, docker-compose) it changes nothing.
     """
     return datetime.now(UTC).replace(microsecond=0)
 
