@@ -363,8 +363,11 @@ class Lifecycle:
 
     def withdraw(self, claim: Claim) -> InvalidFileError:
         """Record in the ledger that the claimed upload vanished; return the run's error (a warning)."""
-        processing = self.store.head(place_key(self.settings, Place.PROCESSING, claim.relative_key))
-        newer = self.store.head(claim.key) or processing
+        # A newer upload at its key, or (moved on the sensor route) in processing/; claimed in place,
+        # processing/ holds nothing of this file.
+        newer = self.store.head(claim.key)
+        if newer is None and not claim.in_place:
+            newer = self.store.head(place_key(self.settings, Place.PROCESSING, claim.relative_key))
         state = Withdrawn.SUPERSEDED if newer is not None and newer.etag != claim.etag else Withdrawn.GONE
         record_key, claimed = self._ledger(claim)
         record = {

@@ -145,7 +145,7 @@ def _prefixes(settings: Settings) -> list[str]:
     ]
 
 
-# Files in landing/ whose claim is looked up (two requests each): enough to tell, bounded for a burst.
+# Files in landing/ whose claim is looked up (up to three requests each): enough to tell, bounded for a burst.
 CLAIM_LOOKUPS = 200
 
 
@@ -156,7 +156,8 @@ def _claimed_note(store: ObjectStore, settings: Settings, listed: list[ObjectInf
     if not files:
         return ""
     lifecycle = Lifecycle(store, settings)
-    claimed = sum(lifecycle.already_claimed(info.key, info.etag, info.version_id) for info in files)
+    # A listing names no versions: the key's current object decides (already_claimed's own rule).
+    claimed = sum(lifecycle.already_claimed(info.key, info.etag, None) for info in files)
     of = f" of the first {len(files)}" if len(files) < len(every) else ""
     return f" ({claimed}{of} claimed by a run)"
 
