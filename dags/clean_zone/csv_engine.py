@@ -13,9 +13,18 @@ overlapping the parse. Memory is constant: pyarrow may read at most
 ``_READ_AHEAD`` blocks ahead of the batches taken (left alone, its streaming
 reader reads a whole file ahead), so a 1 GiB file peaks well under 200 MB RSS.
 
-pyarrow is imported inside the functions, never at module import, so a DAG
-file that imports this module costs nothing extra at parse time. MWAA does
-not preinstall pyarrow: it is in ``requirements.txt``.
+``validate`` (no output wanted) first runs the validation scan
+(:mod:`clean_zone.csv_scan`: field counts and record lengths from bit masks, with
+numpy, two to three times pyarrow's parse) and hands pyarrow the rest of the file
+from the first record the scan cannot vouch for (a ragged row, a quote in the
+middle of an unquoted field, a record longer than ``FIELD_SIZE_LIMIT`` bytes, a
+quote left open), the header sent again in front of it; so its verdicts and
+messages are pyarrow's, as in ``normalize``.
+
+pyarrow and numpy are imported inside the functions, never at module import, so a DAG
+file that imports this module costs nothing extra at parse time. MWAA preinstalls
+neither: both are in ``requirements.txt``. pyarrow allocates with malloc here, not its
+bundled mimalloc (``_system_allocator``).
 
 Rules and reason codes (as in ``csv_validation``):
 
@@ -63,6 +72,7 @@ import csv
 import hashlib
 import io
 import queue
+import struct
 import threading
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -196,7 +206,21 @@ def _complete_end(data: bytes) -> int:
 def _offsets(size: int) -> Any:
     import pyarrow as pa
 
-    return pa.array([0, size], pa.int32()).buffers()[1]
+    return pa.py_buffer(struct.pack("<ii", 0, size))
+
+
+@cache
+def _system_allocator() -> None:
+    """Have pyarrow allocate with the C library's malloc, not its bundled mimalloc (once per process).
+
+    pyarrow 25's mimalloc crashes (SIGSEGV in ``mi_thread_init``) when a thread makes its first
+    allocation while another is ending, and the engine's threads come and go with every file:
+    measured here in 2 of 8 runs of ``normalize`` and in every run of three ``validate`` calls
+    in one process. With malloc, none in 30; the engine's speed and peak memory are unchanged.
+    """
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 class _Prefetch:
@@ -367,6 +391,25 @@ class _Feed:
             raise self.error
         return data.count(b",", 0, end if end is not None else len(data)) + 1
 
+    # --- the scan's way in (validate) -------------------------------------------------------
+
+    def next_piece(self) -> bytes | None:
+        """The next decoded bytes (what was buffered first), None at the end; no sentinel is added."""
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer, self._buffered = [], 0
+            if self._eof:  # the end was reached while buffering: the sentinel is not data
+                data, self._eof = data[: -len(_END)], False
+            if data:
+                return data
+        return self._pieces.next()
+
+    def unread(self, data: bytes) -> None:
+        """Put ``data`` back in front of the stream, for pyarrow to read next."""
+        if data:
+            self._buffer.insert(0, data)
+            self._buffered += len(data)
+
     def _peek(self, size: int) -> bytes:
         data = b"".join(self._buffer)
         self._buffer = [data] if data else []
@@ -503,14 +546,16 @@ def _format(batch: pa.RecordBatch) -> pa.Buffer:
     return text[0].as_buffer()
 
 
-def _batches(
-    chunks: Iterable[bytes], gzipped: bool, stats: CsvStats, max_inflated_bytes: int
-) -> Iterator[pa.RecordBatch]:
-    """Every record as record batches, the header first (the sentinel removed); ``stats`` filled in."""
+def _batches(feed: _Feed, stats: CsvStats, rows_before: int = 0) -> Iterator[pa.RecordBatch]:
+    """Every record as record batches, the header first (the sentinel removed); ``stats`` filled in.
+
+    ``rows_before``: data rows the scan vouched for before the feed's first data row (``validate``
+    hands over from the first record it cannot vouch for, the header sent again in front of it).
+    Stops the feed when done.
+    """
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
     ragged: list[Any] = []
     sentinel_skipped = False
 
@@ -538,6 +583,7 @@ def _batches(
                 if batch.num_rows:
                     if previous is None:
                         _take_header(batch, stats)
+                        stats.rows += rows_before
                     _check_field_sizes(batch)
                     if previous is not None:
                         stats.rows += previous.num_rows
@@ -546,7 +592,7 @@ def _batches(
                 feed.parsing(True)
             feed.parsing(False)
         except pa.ArrowInvalid as error:
-            raise feed.error or _data_quality_error(error, ragged, stats) from error
+            raise feed.error or _data_quality_error(error, ragged, stats, rows_before) from error
         if feed.error is not None:
             raise feed.error
         if previous is None:
@@ -596,12 +642,15 @@ def _check_field_sizes(batch: pa.RecordBatch) -> None:
                 )
 
 
-def _data_quality_error(error: Exception, ragged: list[Any], stats: CsvStats) -> DataQualityError:
+def _data_quality_error(
+    error: Exception, ragged: list[Any], stats: CsvStats, rows_before: int
+) -> DataQualityError:
     message = str(error)
     if ragged:
         row = ragged[0]
         return DataQualityError(
-            f"ragged rows: record {row.number} (the header is record 1) has {row.actual_columns} columns, "
+            f"ragged rows: record {row.number + rows_before} (the header is record 1) has "
+            f"{row.actual_columns} columns, "
             f"the header has {row.expected_columns}",
             reason="ragged_rows",
         )
@@ -627,18 +676,137 @@ def iter_rows(
     Row by row costs Python objects per cell; ``validate`` and ``normalize`` stay in whole batches.
     """
     stats = stats if stats is not None else CsvStats()
-    for batch in _batches(chunks, gzipped, stats, max_inflated_bytes):
+    _system_allocator()
+    feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
+    for batch in _batches(feed, stats):
         yield from (list(row) for row in zip(*(column.to_pylist() for column in batch.columns), strict=True))
 
 
 def validate(
     chunks: Iterable[bytes], *, gzipped: bool = False, max_inflated_bytes: int = MAX_INFLATED_BYTES
 ) -> CsvStats:
-    """Validate a whole stream; return what was measured."""
+    """Validate a whole stream; return what was measured.
+
+    The scan (``clean_zone.csv_scan``) vouches for every record it can; pyarrow parses from the
+    first record it cannot, and gives the verdict. Same rules, reasons and messages as ``normalize``.
+    """
     stats = CsvStats()
-    for _ in _batches(chunks, gzipped, stats, max_inflated_bytes):
+    _system_allocator()
+    feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
+    try:
+        rows_before = _scan(feed, stats)
+    except BaseException:
+        feed.stop()
+        raise
+    if rows_before is None:
+        feed.stop()
+        return stats
+    for _ in _batches(feed, stats, rows_before):
         pass
     return stats
+
+
+def _scan(feed: _Feed, stats: CsvStats) -> int | None:
+    """Scan the feed; None if every record was vouched for (``stats`` filled in), else hand over.
+
+    To hand over, the bytes from the first record the scan could not vouch for go back into the
+    feed, after the header (sent again, so pyarrow reads the same columns), and the number of data
+    rows vouched for before it is returned. A scan that stops at the header hands over everything.
+    """
+    from clean_zone.csv_scan import SCAN_BLOCK, Scan
+
+    bound = feed.header_columns()  # the BOM, empty and blank-first-line rules; then bytes in order
+    scan = Scan(FIELD_SIZE_LIMIT)
+    blocks = _Blocks(feed, SCAN_BLOCK)
+    header: bytes | None = None
+    open_record, open_start = b"", 0  # the bytes of the record not yet ended, and where it starts
+    offset = 0  # where the block being scanned starts
+    while (block := blocks.next()) is not None:
+        stopped = scan.feed(block)
+        if header is None and scan.records:
+            assert scan.header_end is not None  # in the first block: a header fits in one
+            header = bytes(block[: scan.header_end])
+            if not _header_agrees(header, bound, scan.columns, stats):
+                stopped = 0
+        if stopped is not None:
+            if stopped >= offset:
+                rest = bytes(block[stopped - offset :])
+            else:
+                rest = open_record[stopped - open_start :] + block
+            return _hand_over(feed, header if stopped else None, rest + blocks.left(), scan.records)
+        if scan.record_start >= offset:
+            open_record, open_start = bytes(block[scan.record_start - offset :]), scan.record_start
+        else:
+            open_record += block
+        offset += len(block)
+    stopped = scan.finish()
+    if header is None and scan.records:
+        header = open_record[: scan.header_end]
+        if not _header_agrees(header, bound, scan.columns, stats):
+            stopped = 0
+    if stopped is not None:
+        rest = open_record[stopped - open_start :]
+        return _hand_over(feed, header if stopped else None, rest, scan.records)
+    stats.rows = scan.records - 1
+    if stats.rows == 0:
+        raise DataQualityError("the file has a header but no data rows", reason="no_data_rows")
+    return None
+
+
+def _hand_over(feed: _Feed, header: bytes | None, rest: bytes, records: int) -> int:
+    feed.unread(rest)
+    if header is None:
+        return 0  # from the very start: pyarrow reads the header itself
+    feed.unread(header + b"\n")
+    return records - 1  # the data rows before the record handed over
+
+
+def _header_agrees(header: bytes, bound: int, columns: int | None, stats: CsvStats) -> bool:
+    """Read the header the scan found as pyarrow reads a header (``stats`` filled in); same column count?"""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    read_options, parse_options, convert_options = _options(bound, lambda row: "error")
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(header + b"\n"),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+        batch = table.combine_chunks().to_batches()[0]
+        _take_header(batch, stats)
+    except (pa.ArrowInvalid, DataQualityError, IndexError):
+        return False  # pyarrow, reading from the start, says what is wrong
+    return batch.num_rows == 1 and stats.columns == columns
+
+
+class _Blocks:
+    """The feed's bytes as blocks of at most ``size`` for the scan: views of its pieces where they
+    are big enough (no copy), small pieces gathered first (a numpy pass costs the same per call)."""
+
+    def __init__(self, feed: _Feed, size: int) -> None:
+        self._feed, self._size = feed, size
+        self._piece, self._at = b"", 0
+
+    def next(self) -> memoryview | None:
+        left = len(self._piece) - self._at
+        while left < self._size // 2:
+            more = self._feed.next_piece()
+            if more is None:
+                break
+            self._piece, self._at = (self._piece[self._at :] + more) if left else more, 0
+            left = len(self._piece)
+        if not left:
+            return None
+        block = memoryview(self._piece)[self._at : self._at + self._size]
+        self._at += len(block)
+        return block
+
+    def left(self) -> bytes:
+        """What was read from the feed and not yet given out."""
+        left, self._piece, self._at = self._piece[self._at :], b"", 0
+        return left
 
 
 def normalize(
@@ -650,7 +818,9 @@ def normalize(
 ) -> CsvStats:
     """Validate and write the rows as plain UTF-8 CSV (no BOM, ``\\n`` line endings) to ``sink``."""
     stats = CsvStats()
-    for batch in _batches(chunks, gzipped, stats, max_inflated_bytes):
+    _system_allocator()
+    feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
+    for batch in _batches(feed, stats):
         sink.write(memoryview(_format(batch)))
         sink.write(b"\n")
     return stats
