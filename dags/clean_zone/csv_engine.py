@@ -72,6 +72,7 @@ import csv
 import hashlib
 import io
 import queue
+import re
 import struct
 import threading
 from collections.abc import Iterable, Iterator
@@ -86,6 +87,8 @@ from clean_zone.gunzip import inflate
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
+
+    from clean_zone.csv_scan import Scan
 
 # Bytes pyarrow parses per block: bigger blocks parse no faster here, and cost memory.
 BLOCK_BYTES = 4 * 1024 * 1024
@@ -699,29 +702,32 @@ def validate(
     _allocator()
     feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
     try:
-        rows_before = _scan(feed, stats)
+        handed_over = _scan(feed, stats)
     except BaseException:
         feed.stop()
         raise
-    if rows_before is None:
+    if handed_over is None:
         feed.stop()
         return stats
-    for _ in _batches(feed, stats, rows_before):
+    for _ in _batches(feed, stats, handed_over[0]):
         pass
     return stats
 
 
-def _scan(feed: _Feed, stats: CsvStats) -> int | None:
+def _scan(feed: _Feed, stats: CsvStats, sink: BinaryIO | None = None) -> tuple[int, bool] | None:
     """Scan the feed; None if every record was vouched for (``stats`` filled in), else hand over.
 
     To hand over, the bytes from the first record the scan could not vouch for go back into the
-    feed, after the header (sent again, so pyarrow reads the same columns), and the number of data
-    rows vouched for before it is returned. A scan that stops at the header hands over everything.
+    feed, after the header (sent again, so pyarrow reads the same columns); returned are the data
+    rows vouched for before it and whether the header was sent again. A scan that stops at the
+    header hands over everything. With a ``sink`` (``normalize``), the records vouched for (no
+    quotes in them) are written to it as they are, line breaks made ``\n`` and blank lines left out:
+    what csv.writer would write for them.
     """
     from clean_zone.csv_scan import SCAN_BLOCK, Scan
 
     bound = feed.header_columns()  # the BOM, empty and blank-first-line rules; then bytes in order
-    scan = Scan(FIELD_SIZE_LIMIT)
+    scan = Scan(FIELD_SIZE_LIMIT, plain=sink is not None)
     blocks = _Blocks(feed, SCAN_BLOCK)
     header: bytes | None = None
     open_record, open_start = b"", 0  # the bytes of the record not yet ended, and where it starts
@@ -733,6 +739,9 @@ def _scan(feed: _Feed, stats: CsvStats) -> int | None:
             header = bytes(block[: scan.header_end])
             if not _header_agrees(header, bound, scan.columns, stats):
                 stopped = 0
+        if sink is not None and stopped != 0 and header is not None:
+            end = scan.record_start if stopped is None else stopped  # the records vouched for end here
+            _write_plain(sink, open_record[: end - open_start] + block[: max(end - offset, 0)])
         if stopped is not None:
             if stopped >= offset:
                 rest = bytes(block[stopped - offset :])
@@ -744,6 +753,20 @@ def _scan(feed: _Feed, stats: CsvStats) -> int | None:
         else:
             open_record += block
         offset += len(block)
+    return _scan_end(feed, stats, sink, scan, (header, bound), open_record, open_start)
+
+
+def _scan_end(
+    feed: _Feed,
+    stats: CsvStats,
+    sink: BinaryIO | None,
+    scan: Scan,
+    header_and_bound: tuple[bytes | None, int],
+    open_record: bytes,
+    open_start: int,
+) -> tuple[int, bool] | None:
+    """The stream has ended: the last record (no line break after it), then hand over or finish."""
+    header, bound = header_and_bound
     stopped = scan.finish()
     if header is None and scan.records:
         header = open_record[: scan.header_end]
@@ -752,18 +775,35 @@ def _scan(feed: _Feed, stats: CsvStats) -> int | None:
     if stopped is not None:
         rest = open_record[stopped - open_start :]
         return _hand_over(feed, header if stopped else None, rest, scan.records)
+    if sink is not None and open_record:
+        _write_plain(sink, open_record)
     stats.rows = scan.records - 1
     if stats.rows == 0:
         raise DataQualityError("the file has a header but no data rows", reason="no_data_rows")
     return None
 
 
-def _hand_over(feed: _Feed, header: bytes | None, rest: bytes, records: int) -> int:
+_BLANK_LINES = re.compile(rb"\n{2,}")
+
+
+def _write_plain(sink: BinaryIO, records: bytes) -> None:
+    """Write records without quotes as csv.writer would: ``\n`` after each, no blank lines."""
+    if b"\r" in records:
+        records = records.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if b"\n\n" in records or records.startswith(b"\n"):
+        records = _BLANK_LINES.sub(b"\n", records).lstrip(b"\n")
+    if records:
+        sink.write(records)
+        if not records.endswith(b"\n"):
+            sink.write(b"\n")
+
+
+def _hand_over(feed: _Feed, header: bytes | None, rest: bytes, records: int) -> tuple[int, bool]:
     feed.unread(rest)
     if header is None:
-        return 0  # from the very start: pyarrow reads the header itself
+        return 0, False  # from the very start: pyarrow reads the header itself
     feed.unread(header + b"\n")
-    return records - 1  # the data rows before the record handed over
+    return records - 1, True  # the data rows before the record handed over; the header sent again
 
 
 def _header_agrees(header: bytes, bound: int, columns: int | None, stats: CsvStats) -> bool:
@@ -821,11 +861,27 @@ def normalize(
     gzipped: bool = False,
     max_inflated_bytes: int = MAX_INFLATED_BYTES,
 ) -> CsvStats:
-    """Validate and write the rows as plain UTF-8 CSV (no BOM, ``\\n`` line endings) to ``sink``."""
+    """Validate and write the rows as plain UTF-8 CSV (no BOM, ``\\n`` line endings) to ``sink``.
+
+    Records without quotes are copied as they are while the scan vouches for them (that is their
+    normalised form); from the first record it cannot vouch for, pyarrow parses and formats.
+    """
     stats = CsvStats()
     _allocator()
     feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
-    for batch in _batches(feed, stats):
-        sink.write(memoryview(_format(batch)))
-        sink.write(b"\n")
+    try:
+        handed_over = _scan(feed, stats, sink)
+    except BaseException:
+        feed.stop()
+        raise
+    if handed_over is None:
+        feed.stop()
+        return stats
+    rows_before, header_again = handed_over
+    for batch in _batches(feed, stats, rows_before):
+        rows = batch.slice(1) if header_again else batch  # the scan wrote the header already
+        header_again = False
+        if rows.num_rows:
+            sink.write(memoryview(_format(rows)))
+            sink.write(b"\n")
     return stats

@@ -48,17 +48,21 @@ _DELIMITERS = frozenset((_COMMA, _LF, _CR))
 class Scan:
     """Feed decoded CSV bytes in order (BOM removed); learn where the first doubtful record starts.
 
+    ``plain``: a record holding a quote is doubtful too (``normalize`` copies the records vouched
+    for as they are, which is their normalised form only without quotes).
+
     ``feed`` returns None while every record so far is vouched for, else the global offset of the
     first record it cannot vouch for (``stopped``), after which it takes nothing more. The first
     record is the header: its field count becomes the one every record must have.
     """
 
-    def __init__(self, field_limit: int) -> None:
+    def __init__(self, field_limit: int, *, plain: bool = False) -> None:
         import numpy as np
 
         _keep_freed_heap()
         self._np = np
         self._limit = field_limit
+        self._plain = plain  # vouch only for records without quotes (their normalised form is their bytes)
         # Reused for every block's byte masks (a short block is padded to whole words).
         self._workspace = np.empty(SCAN_BLOCK + 64, dtype=bool)
         self._carriage_returns = np.empty(SCAN_BLOCK + 64, dtype=bool)
@@ -159,6 +163,8 @@ class Scan:
         np = self._np
         inside = masks.parity ^ ((masks.word_parity ^ self._inside).astype(np.uint64) * np.uint64(_ALL_ONES))
         flags = masks.mid_field_runs & ~(inside ^ masks.quotes)  # ... while outside quotes
+        if self._plain:
+            flags |= masks.quotes
         # The first byte: a quote run starts there unless the block before ended in a quote; mid-field
         # unless that block ended a field.
         first_byte_run = not (self._after_quote or self._after_delimiter)

@@ -243,10 +243,21 @@ def test_a_source_that_fails_mid_read_raises_its_own_error() -> None:
         csv_engine.validate(chunks())
 
 
-def test_importing_the_engine_does_not_import_pyarrow() -> None:
-    code = "import sys, clean_zone.csv_engine; print('pyarrow' in sys.modules)"
+def test_importing_the_engine_does_not_import_pyarrow_or_numpy() -> None:
+    code = "import sys, clean_zone.csv_engine; print('pyarrow' in sys.modules, 'numpy' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "False False"
+
+
+def test_the_engine_runs_pyarrow_on_jemalloc_not_mimalloc() -> None:
+    # pyarrow 25's mimalloc crashed in mi_thread_init as the engine's threads came and went.
+    code = (
+        "import pyarrow, clean_zone.csv_engine as e; before = pyarrow.default_memory_pool().backend_name; "
+        "e.validate([b'a,b\\n1,2\\n']); e.normalize([b'a\\n1\\n'], open('/dev/null', 'wb')); "
+        "print(before, pyarrow.default_memory_pool().backend_name)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["mimalloc", "jemalloc"]
 
 
 def test_benchmark_runs_end_to_end_on_a_small_file(tmp_path: Path) -> None:

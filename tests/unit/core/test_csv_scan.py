@@ -1,8 +1,9 @@
-"""The validation scan: it vouches only for records pyarrow would accept, and hands the rest over.
+"""The scan: it vouches only for records pyarrow would accept, and hands the rest over.
 
 ``csv_engine.validate`` scans first and hands pyarrow the first record it cannot vouch for;
-``csv_engine.normalize`` parses everything with pyarrow. So the two must agree on every file:
-the same stats, or the same reason and message. Random files (valid, ragged, mid-field quotes,
+``csv_engine.normalize`` copies the records without quotes the scan vouches for and hands pyarrow
+the rest. Both must agree with pyarrow alone on every file: the same stats (and for ``normalize``
+the same bytes out), or the same reason and message. Random files (valid, ragged, mid-field quotes,
 CRLF, blank lines, quoted newlines, long fields, open quotes) are validated both ways, with
 blocks of a few bytes so that every carry from one block to the next is exercised.
 """
@@ -18,6 +19,7 @@ import pytest
 
 from clean_zone import csv_engine, csv_scan
 from clean_zone.csv_scan import Scan
+from clean_zone.csv_validation import CsvStats
 from clean_zone.failures import DataQualityError
 
 
@@ -29,33 +31,53 @@ def _outcome(run: object) -> tuple[str, object]:
     return ("accepted", stats)
 
 
+def _by_pyarrow_alone(chunks: list[bytes]) -> tuple[CsvStats, bytes]:
+    """The engine without the scan: pyarrow parses and formats every record."""
+    stats, out = CsvStats(), io.BytesIO()
+    limit = csv_engine.MAX_INFLATED_BYTES
+    feed = csv_engine._Feed(chunks, gzipped=False, stats=stats, max_inflated_bytes=limit)
+    for batch in csv_engine._batches(feed, stats):
+        out.write(memoryview(csv_engine._format(batch)))
+        out.write(b"\n")
+    return stats, out.getvalue()
+
+
+def _normalized(chunks: list[bytes]) -> tuple[CsvStats, bytes]:
+    out = io.BytesIO()
+    return csv_engine.normalize(chunks, out), out.getvalue()
+
+
 def _both_ways(chunks: list[bytes]) -> tuple[tuple[str, object], tuple[str, object]]:
+    """(validate, normalize with its output) against pyarrow alone; the same answer expected of each."""
+    reference = _outcome(lambda: _by_pyarrow_alone(chunks))
     scanned = _outcome(lambda: csv_engine.validate(chunks))
-    parsed = _outcome(lambda: csv_engine.normalize(chunks, io.BytesIO()))
-    return scanned, parsed
+    normalized = _outcome(lambda: _normalized(chunks))
+    assert normalized == reference
+    expected = (reference[0], reference[1][0]) if reference[0] == "accepted" else reference  # type: ignore[index]
+    return scanned, expected
 
 
-def _field(rng: random.Random) -> str:
+def _field(rng: random.Random, plain: float) -> str:
     kind = rng.random()
-    if kind < 0.5:
+    if kind < plain:
         return rng.choice(["", "1", "abc", "é", "x y", "北京", "12.5"])
-    if kind < 0.95:  # quoted: commas, escaped quotes, line breaks inside
+    if kind < plain + (1 - plain) * 0.9:  # quoted: commas, escaped quotes, line breaks inside
         pieces = ["a", ",", '""', "\n", "\r\n", "é", " "]
         inner = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
         tail = "z" if rng.random() < 0.03 else ""  # text after the closing quote
         return f'"{inner}"{tail}'
-    if kind < 0.975:  # a quote in the middle of an unquoted field: data to pyarrow
+    if kind < plain + (1 - plain) * 0.95:  # a quote in the middle of an unquoted field: data to pyarrow
         return rng.choice(['55" tv', 'a"b', 'x""y', 'o"k,"'])
     return rng.choice(["a" * 30, "b" * 70])  # over the (lowered) field limit now and then
 
 
-def _file(rng: random.Random) -> bytes:
+def _file(rng: random.Random, plain: float) -> bytes:
     columns = rng.randint(1, 4)
     newline = rng.choice(["\n", "\r\n", "\r"])
     lines = [",".join(f"h{i}" for i in range(columns))]
     for _ in range(rng.randint(0, 25)):
         width = columns if rng.random() < 0.98 else rng.randint(1, columns + 2)
-        lines.append(",".join(_field(rng) for _ in range(width)))
+        lines.append(",".join(_field(rng, plain) for _ in range(width)))
         if rng.random() < 0.05:
             lines.append("")  # a blank line
     text = newline.join(lines) + (newline if rng.random() < 0.8 else "")
@@ -71,14 +93,17 @@ def _chunks(rng: random.Random, data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
-@pytest.mark.parametrize("block", [64, 100, 4096])
-def test_the_scan_and_pyarrow_agree_on_random_files(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+@pytest.mark.parametrize(("block", "plain"), [(64, 0.5), (100, 0.5), (4096, 0.5), (64, 0.97), (700, 0.97)])
+def test_the_scan_and_pyarrow_agree_on_random_files(
+    monkeypatch: pytest.MonkeyPatch, block: int, plain: float
+) -> None:
+    # plain: the share of fields without quotes (at 0.97 normalize copies long runs of records).
     monkeypatch.setattr(csv_scan, "SCAN_BLOCK", block)
     monkeypatch.setattr(csv_engine, "FIELD_SIZE_LIMIT", 40)  # so that long fields and records come up
-    rng = random.Random(block)
+    rng = random.Random(block + int(plain * 100))
     outcomes: dict[str, int] = {"accepted": 0, "refused": 0}
     for case in range(400):
-        data = _file(rng)
+        data = _file(rng, plain)
         scanned, parsed = _both_ways(_chunks(rng, data))
         assert scanned == parsed, f"case {case}: {data!r}"
         outcomes[scanned[0]] += 1
