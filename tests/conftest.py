@@ -70,9 +70,10 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
 def moto_endpoint() -> Iterator[str]:
     """A moto server of our own, on a free loopback port, for this worker's whole session."""
     port = _free_port()
-    moto = Path(sys.executable).parent / "moto_server"
+    # moto_server, its puts applied one at a time: a conditional put is atomic, as on S3.
+    moto = [sys.executable, "-m", "clean_zone_tools.devstack.plain_moto"]
     log = open(_HOME / "moto.log", "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    process = subprocess.Popen([*moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{endpoint}/moto-api/")

@@ -686,8 +686,32 @@ def speed_up_moto() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+def serialise_puts() -> None:
+    """Apply moto's PutObjects one at a time, so that a conditional put is atomic, as on S3.
+
+    moto checks ``If-None-Match`` / ``If-Match`` and then writes, in two steps: two runs racing to
+    create the same ledger record could both be told they created it, which S3 never allows (a CI
+    run caught two runs taking one manifest on the tests' plain moto server). The durable endpoint
+    already applies every write one at a time; this makes any moto server do so for puts.
+    """
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response.put_object, "serialised", False):
+        return
+    put_object = S3Response.put_object
+    lock = threading.Lock()
+
+    def serialised_put_object(self: S3Response) -> Any:
+        with lock:
+            return put_object(self)
+
+    serialised_put_object.serialised = True  # type: ignore[attr-defined]
+    S3Response.put_object = serialised_put_object  # type: ignore[method-assign]
+
+
 def serve(host: str, port: int, state_dir: Path, checkpoint_seconds: float) -> int:
     speed_up_moto()
+    serialise_puts()
     endpoint = DurableEndpoint(state_dir)
     restored = endpoint.restore()
     print(
