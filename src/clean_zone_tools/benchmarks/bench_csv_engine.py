@@ -11,7 +11,10 @@ measurement inherits another's memory or warm caches of Python objects:
 * old: ``csv_validation.validate`` (Python's csv module);
 * validate / normalize: ``csv_engine.validate`` and ``csv_engine.normalize``
   (into a sink that counts and discards the bytes, so no disk is measured),
-  after pyarrow and numpy are imported (a cost once per process, printed apart).
+  after pyarrow and numpy are imported (a cost once per process, printed apart);
+* normalize, no quotes: ``normalize`` on the same rows with their quoted fields
+  written plainly (commas and line breaks taken out of them): the records it
+  copies as they are, never parsed.
 
 Then, on a second file of ``--rss-size-mb`` MiB (default 1024, i.e. 1 GiB),
 the peak resident memory (``ru_maxrss``, interpreter and pyarrow included) of
@@ -39,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from clean_zone_tools.benchmarks.bench_csv_validation import (
+    CUSTOMERS,
     MB,
     MIB,
+    NOTES,
     _file_chunks,
     _peak_rss_bytes,
     _say,
@@ -126,6 +131,24 @@ def _temporary(directory: Path | None, size_mb: float) -> Path:
     return path
 
 
+def _without_quotes(source: Path, target: Path) -> None:
+    """The generated rows with their quoted fields written plainly (no quote, comma or line break in them)."""
+    plain = {f'"{customer}"'.encode(): customer.replace(",", "").encode() for customer in CUSTOMERS}
+    plain |= {
+        note.encode(): note.replace('""', "").strip('"').replace(",", "").replace("\n", " ").encode()
+        for note in NOTES
+        if note.startswith('"')
+    }
+    with source.open("rb") as reading, target.open("wb") as writing:
+        while chunk := reading.read(MIB):
+            chunk += reading.readline()  # whole lines: a quoted field never straddles two chunks
+            while chunk.count(b'"') % 2:  # ... nor a quoted line break
+                chunk += reading.readline()
+            for quoted, unquoted in plain.items():
+                chunk = chunk.replace(quoted, unquoted)
+            writing.write(chunk)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m clean_zone_tools.benchmarks.bench_csv_engine",
@@ -156,13 +179,18 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[str, Any]] = {}
     path = _temporary(args.dir, args.size_mb)
+    plain = path.with_name(path.stem + "-no-quotes.csv")
     try:
         for mode in MODES:
             _say(f"measuring {mode} (best of {args.repeat}) ...")
             # Interleaved passes would be fairer on a busy machine, but each child is seconds long.
             results[mode] = max((measure(mode, path) for _ in range(args.repeat)), key=_rate)
+        _say(f"measuring normalize on the same rows without quotes (best of {args.repeat}) ...")
+        _without_quotes(path, plain)
+        results["normalize_plain"] = max((measure("normalize", plain) for _ in range(args.repeat)), key=_rate)
     finally:
         path.unlink(missing_ok=True)
+        plain.unlink(missing_ok=True)
     rss: dict[str, dict[str, Any]] = {}
     if args.rss_size_mb:
         path = _temporary(args.dir, args.rss_size_mb)
@@ -186,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         "validate": "csv_engine.validate",
         "normalize": "csv_engine.normalize",
     }
-    for mode in MODES:
+    labels["normalize_plain"] = "normalize, no quotes"
+    for mode in (*MODES, "normalize_plain"):
         result = results[mode]
         lines.append(
             f"  {labels[mode]:<28}{_rate(result):9.1f}{_rate(result) / raw:9.3f}{result['seconds']:9.2f}"

@@ -266,7 +266,8 @@ def test_benchmark_runs_end_to_end_on_a_small_file(tmp_path: Path) -> None:
     args = ["--size-mb", "0.5", "--rss-size-mb", "0.5", "--repeat", "1", "--dir", str(tmp_path)]
     done = subprocess.run([*command, *args], capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    for label in ("raw read + SHA-256", "old engine", "csv_engine.validate", "csv_engine.normalize"):
+    passes = ("raw read + SHA-256", "old engine", "csv_engine.validate", "csv_engine.normalize", "no quotes")
+    for label in passes:
         assert label in done.stdout
     assert "peak RSS, validate of" in done.stdout and "peak RSS, normalize of" in done.stdout
     assert list(tmp_path.iterdir()) == []  # the generated files are removed

@@ -1,17 +1,17 @@
 """Conditional puts are atomic on our moto servers, as on S3 (``endpoint.serialise_puts``).
 
-moto checks ``If-None-Match`` and then writes, in two steps. Here the gap between them is
-widened (a slow lock lookup between the check and the write) on a moto server in this process,
-so two racing creates of one record are both told they created it; with the puts serialised,
-exactly one is. Claims, manifest takes and the ledger rest on this: a CI run caught two runs
-taking one manifest on the tests' plain moto server.
+moto checks ``If-None-Match`` and then writes, in two steps. Here, on a moto server in this
+process, each put waits between the two for the other racers, so racing creates of one record
+are all told they created it; with the puts serialised, exactly one is. Claims, manifest takes
+and the ledger rest on this: a CI run caught two runs taking one manifest on the tests' plain
+moto server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,16 +23,23 @@ from moto.server import ThreadedMotoServer
 
 from clean_zone_tools.devstack.endpoint import serialise_puts
 
+RACERS = 4
+# Between moto's If-None-Match check and its write, each put waits here for the other racers (or
+# for this long, when they cannot come: a put that holds the serialising lock waits alone).
+GATE = {"barrier": threading.Barrier(RACERS)}
+GATE_SECONDS = 2.0
+
 
 @pytest.fixture
 def slow_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     lock_details = S3Response._get_lock_details
 
-    def slowly(self: S3Response, *args: Any) -> Any:
-        time.sleep(0.2)  # between moto's If-None-Match check and its write
+    def after_the_check(self: S3Response, *args: Any) -> Any:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            GATE["barrier"].wait(timeout=GATE_SECONDS)
         return lock_details(self, *args)
 
-    monkeypatch.setattr(S3Response, "_get_lock_details", slowly)
+    monkeypatch.setattr(S3Response, "_get_lock_details", after_the_check)
     monkeypatch.setattr(S3Response, "put_object", S3Response.put_object)  # restored after the test
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -49,7 +56,8 @@ def slow_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         server.stop()
 
 
-def _racing_creates(s3: Any, key: str, racers: int = 4) -> int:
+def _racing_creates(s3: Any, key: str, racers: int = RACERS) -> int:
+    GATE["barrier"] = threading.Barrier(racers)
     barrier = threading.Barrier(racers)
     created: list[bool] = []
 
@@ -73,7 +81,7 @@ def _racing_creates(s3: Any, key: str, racers: int = 4) -> int:
 
 def test_moto_alone_tells_racing_creates_they_all_won(slow_moto: Any) -> None:
     # The flaw being guarded against, shown: every racer passes the check before any writes.
-    assert _racing_creates(slow_moto, "claims/unserialised.json") > 1
+    assert _racing_creates(slow_moto, "claims/unserialised.json") == RACERS
 
 
 def test_with_puts_serialised_exactly_one_racing_create_wins(slow_moto: Any) -> None:
