@@ -13,13 +13,14 @@ overlapping the parse. Memory is constant: pyarrow may read at most
 ``_READ_AHEAD`` blocks ahead of the batches taken (left alone, its streaming
 reader reads a whole file ahead), so a 1 GiB file peaks well under 200 MB RSS.
 
-``validate`` (no output wanted) first runs the validation scan
-(:mod:`clean_zone.csv_scan`: field counts and record lengths from bit masks, with
-numpy, two to three times pyarrow's parse) and hands pyarrow the rest of the file
-from the first record the scan cannot vouch for (a ragged row, a quote in the
-middle of an unquoted field, a record longer than ``FIELD_SIZE_LIMIT`` bytes, a
-quote left open), the header sent again in front of it; so its verdicts and
-messages are pyarrow's, as in ``normalize``.
+``validate`` first runs the validation scan (:mod:`clean_zone.csv_scan`: field
+counts and record lengths from bit masks, with numpy, two to three times pyarrow's
+parse) and hands pyarrow the rest of the file from the first record the scan cannot
+vouch for (a ragged row, a quote in the middle of an unquoted field, a record longer
+than ``FIELD_SIZE_LIMIT`` bytes, a quote left open), the header sent again in front
+of it; so its verdicts and messages are pyarrow's. ``normalize`` does the same,
+vouching only for records without quotes, which it copies as they are (their
+normalised form); pyarrow parses and formats from the first record with a quote.
 
 pyarrow and numpy are imported inside the functions, never at module import, so a DAG
 file that imports this module costs nothing extra at parse time. MWAA preinstalls
@@ -219,13 +220,16 @@ def _allocator() -> None:
     pyarrow 25's bundled mimalloc crashes (SIGSEGV in ``mi_thread_init``) when a thread makes its
     first allocation while another is ending, and the engine's threads come and go with every file.
     While the scan was built it crashed 2 of 8 runs of ``normalize``, and 3 of 3 processes that
-    called ``validate`` three times. With jemalloc: none in 18, the same speed, and a lower peak
-    (1 GiB ``normalize``: 165 MiB against 177; the C library's malloc held 226).
+    called ``validate`` three times. With jemalloc: none in 18, and the same speed (the C library's
+    malloc held 226 MiB at the peak of a 1 GiB ``normalize``).
     """
     import pyarrow as pa
 
     try:
         pool = pa.jemalloc_memory_pool()
+        # Freed pages go back to the system at once, not after jemalloc's default second: the
+        # batches come and go faster than that (1 GiB normalize peaked at 185 MB, now about 155).
+        pa.jemalloc_set_decay_ms(0)
     except NotImplementedError:  # a pyarrow built without jemalloc (macOS and Windows wheels)
         pool = pa.system_memory_pool()
     pa.set_memory_pool(pool)

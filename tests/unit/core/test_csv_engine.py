@@ -263,11 +263,13 @@ def test_the_engine_runs_pyarrow_on_jemalloc_not_mimalloc() -> None:
 def test_benchmark_runs_end_to_end_on_a_small_file(tmp_path: Path) -> None:
     # Figures are printed, never asserted (machines differ); this proves every pass runs and is reported.
     command = [sys.executable, "-m", "clean_zone_tools.benchmarks.bench_csv_engine"]
-    args = ["--size-mb", "0.5", "--rss-size-mb", "0.5", "--repeat", "1", "--dir", str(tmp_path)]
+    args = ["--size-mb", "0.5", "--rss-size-mb", "0.5", "--repeat", "1", "--pairs", "2"]
+    args += ["--dir", str(tmp_path)]
     done = subprocess.run([*command, *args], capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     passes = ("raw read + SHA-256", "old engine", "csv_engine.validate", "csv_engine.normalize", "no quotes")
     for label in passes:
         assert label in done.stdout
     assert "peak RSS, validate of" in done.stdout and "peak RSS, normalize of" in done.stdout
+    assert "validate / raw in back-to-back pairs: median" in done.stdout and "2 pairs)" in done.stdout
     assert list(tmp_path.iterdir()) == []  # the generated files are removed
