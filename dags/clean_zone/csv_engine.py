@@ -703,19 +703,30 @@ def validate(
     first record it cannot, and gives the verdict. Same rules, reasons and messages as ``normalize``.
     """
     stats = CsvStats()
+    for _ in _scanned(chunks, gzipped, max_inflated_bytes, stats, None):
+        pass
+    return stats
+
+
+def _scanned(
+    chunks: Iterable[bytes], gzipped: bool, max_inflated_bytes: int, stats: CsvStats, sink: BinaryIO | None
+) -> Iterator[pa.RecordBatch]:
+    """The scan (writing what it vouched for to ``sink``, if given), then pyarrow's batches of the
+    rest of the file, the header row sent again in front of them left out. ``stats`` filled in."""
     _allocator()
     feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
     try:
-        handed_over = _scan(feed, stats)
+        handed_over = _scan(feed, stats, sink)
     except BaseException:
         feed.stop()
         raise
     if handed_over is None:
         feed.stop()
-        return stats
-    for _ in _batches(feed, stats, handed_over[0]):
-        pass
-    return stats
+        return
+    rows_before, header_again = handed_over
+    for batch in _batches(feed, stats, rows_before):
+        yield batch.slice(1) if header_again else batch
+        header_again = False
 
 
 def _scan(feed: _Feed, stats: CsvStats, sink: BinaryIO | None = None) -> tuple[int, bool] | None:
@@ -871,20 +882,7 @@ def normalize(
     normalised form); from the first record it cannot vouch for, pyarrow parses and formats.
     """
     stats = CsvStats()
-    _allocator()
-    feed = _Feed(chunks, gzipped=gzipped, stats=stats, max_inflated_bytes=max_inflated_bytes)
-    try:
-        handed_over = _scan(feed, stats, sink)
-    except BaseException:
-        feed.stop()
-        raise
-    if handed_over is None:
-        feed.stop()
-        return stats
-    rows_before, header_again = handed_over
-    for batch in _batches(feed, stats, rows_before):
-        rows = batch.slice(1) if header_again else batch  # the scan wrote the header already
-        header_again = False
+    for rows in _scanned(chunks, gzipped, max_inflated_bytes, stats, sink):
         if rows.num_rows:
             sink.write(memoryview(_format(rows)))
             sink.write(b"\n")
