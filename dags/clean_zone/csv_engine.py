@@ -736,7 +736,7 @@ def _scan(feed: _Feed, stats: CsvStats, sink: BinaryIO | None = None) -> tuple[i
     feed, after the header (sent again, so pyarrow reads the same columns); returned are the data
     rows vouched for before it and whether the header was sent again. A scan that stops at the
     header hands over everything. With a ``sink`` (``normalize``), the records vouched for (no
-    quotes in them) are written to it as they are, line breaks made ``\n`` and blank lines left out:
+    quotes in them) are written to it as they are, line breaks made ``\\n`` and blank lines left out:
     what csv.writer would write for them.
     """
     from clean_zone.csv_scan import SCAN_BLOCK, Scan
@@ -802,7 +802,7 @@ _BLANK_LINES = re.compile(rb"\n{2,}")
 
 
 def _write_plain(sink: BinaryIO, records: bytes) -> None:
-    """Write records without quotes as csv.writer would: ``\n`` after each, no blank lines."""
+    """Write records without quotes as csv.writer would: ``\\n`` after each, no blank lines."""
     if b"\r" in records:
         records = records.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if b"\n\n" in records or records.startswith(b"\n"):
