@@ -10,25 +10,30 @@ one task (`start_file_runs`), hands the files it finds over: a file alone to
 `clean_zone_trigger_route` is `sensor` or `both`.
 
 **How it is triggered:** continuously (`@continuous`, one active run): when a
-run ends, the next one starts waiting. A run that sees no file for
+run ends, the next one starts waiting. A run that sees no new file for
 `clean_zone_sensor_timeout_seconds` ends as skipped, not failed, and no one is
 alerted. Folder markers (`landing/x/`, zero bytes) never wake it.
 
-Each run gets an id derived from the uploads it takes, so a file is handed
-over once however often the sensor fires; the pipeline's
-own claim makes processing exactly-once even when runs overlap.
+A claimed file stays where it landed until its terminal place, so the sensor
+wakes only for files the hand-over has not handed over yet (its record is
+`_state/watcher/handed-over.json`), and once every
+`clean_zone_landing_sweep_minutes` while handed-over files still wait (those no
+run has claimed are handed over again). Each run gets an id derived from the
+uploads it takes, so a file is handed over once however often the sensor
+fires; the pipeline's own claim makes processing exactly-once even when runs
+overlap.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import DAG, task
 
 from clean_zone import config, keys
 from clean_zone.airflow_glue import trigger_tasks as steps
 from clean_zone.airflow_glue.dag_defaults import default_args
+from clean_zone.airflow_glue.landing_sensor import LandingFileSensor
 
 settings = config.load_for_parsing()
 
@@ -36,7 +41,7 @@ settings = config.load_for_parsing()
 if settings.trigger_route in ("sensor", "both"):
     with DAG(
         dag_id="clean_zone_landing_watcher",
-        description="Wait for files in the landing prefix and start one file-pipeline run per file",
+        description="Wait for new files in the landing prefix and start file-pipeline runs for them",
         doc_md=__doc__,
         schedule="@continuous",
         start_date=datetime(2026, 1, 1),
@@ -45,7 +50,7 @@ if settings.trigger_route in ("sensor", "both"):
         default_args=default_args(settings, object_task_id=None),
         tags=["clean-zone", "s3", "sensor"],
     ):
-        wait = S3KeySensor(
+        wait = LandingFileSensor(
             task_id="wait_for_landing_file",
             aws_conn_id=settings.aws_conn_id,
             bucket_name=config.variable_template("bucket", settings.bucket),

@@ -70,8 +70,8 @@ class Settings:
     )
     processing_prefix: str = _setting(
         "processing/",
-        "Files claimed by a run on the sensor route (or in an unversioned bucket), until they reach a "
-        "terminal place; on the events route a claimed file stays where it landed.",
+        "Files claimed by a run in a bucket without versioning, until they reach a terminal place; in a "
+        "versioned bucket (as provisioned) a claimed file stays where it landed, its version pinned.",
     )
     processed_prefix: str = _setting("processed/", "Terminal: processed files, their outputs and summaries.")
     rejected_prefix: str = _setting(
@@ -154,8 +154,9 @@ class Settings:
     )
     landing_sweep_minutes: float = _setting(
         5.0,
-        "Events route: every this many minutes clean_zone_s3_events also hands over the files that have "
-        "waited in landing/ longer than this without a run (an event lost or left behind); 0 turns it off.",
+        "Every this many minutes the routes look again at files that waited in landing/ longer than this "
+        "without a run that claimed them (an event lost or left behind, a run deleted before its claim) "
+        "and hand them over again; 0 turns it off.",
         parse_time=True,
     )
     burst_max_files: int = _setting(
@@ -195,16 +196,6 @@ class Settings:
         """The account in the failure topic's ARN."""
         parts = self.failure_topic_arn.split(":")
         return parts[4] if len(parts) > 5 else LOCAL_ACCOUNT_ID
-
-    @property
-    def claims_in_place(self) -> bool:
-        """Whether a claim leaves the file at its landing key (a versioned bucket) until its terminal place.
-
-        Then a file is copied once, landing to its terminal place. The S3KeySensor wakes while any
-        file is in landing/, so where it watches (``sensor``, ``both``) a claim moves the file to
-        processing/, out of its sight: one copy more.
-        """
-        return self.trigger_route == "events"
 
     @property
     def events_queue_url(self) -> str:

@@ -140,6 +140,11 @@ def events_handed_over_key(settings: Settings) -> str:
     return f"{settings.state_prefix}events/handed-over.json"
 
 
+def watcher_handed_over_key(settings: Settings) -> str:
+    """The landing watcher's record of the files it handed over (its sensor wakes only for others)."""
+    return f"{settings.state_prefix}watcher/handed-over.json"
+
+
 def run_record_key(settings: Settings, run_id: str) -> str:
     """The file pipeline's note of what a run claimed (a retry finds its file through it)."""
     return f"{settings.state_prefix}runs/{hashlib.sha256(run_id.encode()).hexdigest()}.json"

@@ -12,11 +12,10 @@ duplicates/   exact re-delivery (same key, same content) of a file     sidecar
               another run already claimed
 rejected/_key_too_long/<sha256 of key>: a key so long that its        sidecar
               processed names would pass S3's 1,024-byte limit
-landing/      not yet claimed (the pipeline is down or busy); or claimed   ledger
-              in place (events route), while its run works on it or
-              after it failed on a retryable error: clear the failed
-              task to resume
-processing/   the same, claimed on the sensor route (see below)        ledger
+landing/      not yet claimed (the pipeline is down or busy); or claimed,  ledger
+              while its run works on it or after it failed on a
+              retryable error: clear the failed task to resume
+processing/   the same, in a bucket without versioning (see below)      ledger
 (none)        withdrawn: deleted by the partner after its claim, or    ledger
               replaced by a newer upload before it could be read
               (``gone`` / ``superseded`` in the ledger; no sidecar)
@@ -26,13 +25,13 @@ A file keeps its key below the prefix (``landing/a/b.csv`` becomes
 ``processed/a/b.csv``). Moves copy, confirm, then delete, so nothing is ever
 only in flight; reason sidecars are written before the move.
 
-Copied once: on the events route (``claims_in_place``) in a versioned bucket,
-a claim leaves the file at its landing key and pins the version it claimed;
-every step reads that version, and the one move is from landing/ to the
-terminal place (one CopyObject up to 5 GB). The S3KeySensor wakes while any
-file is in landing/, so where it watches (the ``sensor`` and ``both`` routes),
-and in an unversioned bucket, where nothing but a move keeps a newer upload
-from replacing the claimed bytes, a claim moves the file to processing/ first.
+Copied once: in a versioned bucket a claim leaves the file at its landing key
+and pins the version it claimed; every step reads that version, and the one
+move is from landing/ to the terminal place (one CopyObject up to 5 GB). The
+landing watcher's sensor wakes only for files it has not handed over, so files
+claimed in place do not keep it awake. In an unversioned bucket, where nothing
+but a move keeps a newer upload from replacing the claimed bytes, a claim moves
+the file to processing/ first.
 
 Exactly once: a run claims an object by writing a ledger record keyed on the
 key and its ETag with a conditional put (``If-None-Match: *``). Only one run
@@ -41,9 +40,9 @@ finds its own claim and resumes; a later re-delivery of the same content
 finds a finished record and goes to ``duplicates/``.
 
 Races with the partner (the bucket is versioned): a claim remembers the
-version it copied into ``processing/`` and every step reads that version, so
-a new upload to the same key is its own version, claimed and processed by its
-own run, and never read or moved in another run's place. A move deletes its
+version it claimed and every step reads that version, so a new upload to the
+same key is its own version, claimed and processed by its own run, and never
+read or moved in another run's place. A move deletes its
 source only while the source still shows the version that was copied, so a
 newer upload is never hidden. An event naming a version processes that version,
 even if the key was deleted or overwritten before its run. A file that can no
@@ -112,9 +111,17 @@ class Claim:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+def _pinned(info: ObjectInfo) -> bool:
+    """Whether the upload has a version of its own to pin (a versioned bucket)."""
+    return info.version_id not in (None, "null")
+
+
 def _version(info: ObjectInfo) -> str:
-    """Tells two uploads of the same content apart (version id; last-modified where unversioned)."""
-    return info.version_id or info.last_modified or ""
+    """Tells two uploads of the same content apart (version id; last-modified where unversioned).
+
+    A bucket whose versioning was suspended gives every new upload the version id "null".
+    """
+    return str(info.version_id) if _pinned(info) else info.last_modified or ""
 
 
 class Withdrawn(StrEnum):
@@ -196,8 +203,13 @@ class Lifecycle:
         if not self.store.put_json(record_key, record, if_absent=True):
             existing = self.store.get_json(record_key)
             if existing.get("run_id") == run_id:
-                return ClaimOutcome.RESUMED, self._hold(key, rel, info, run_id, resuming=True)
-            if existing.get("version") == _version(info) or noncurrent:
+                return ClaimOutcome.RESUMED, self._hold(key, rel, info, run_id)
+            same_upload = existing.get("version") == _version(info)
+            if same_upload and not _pinned(info) and existing.get("state") != Place.PROCESSING.value:
+                # Unversioned, an upload is told from another only by its second; but a finished
+                # claim's file has left landing/, so what is there now is a later upload.
+                same_upload = False
+            if same_upload or noncurrent:
                 # The very upload another run claimed (a moment ago, or long since: an event delivered
                 # twice names a version that stays readable after its move): it is theirs.
                 return ClaimOutcome.TAKEN, None
@@ -239,14 +251,10 @@ class Lifecycle:
         self.store.move(key, target)
         return Claim(self.store.bucket, key, rel, info.size, info.etag, run_id, self.store.url(target))
 
-    def _hold(self, key: str, rel: str, info: ObjectInfo, run_id: str, *, resuming: bool = False) -> Claim:
+    def _hold(self, key: str, rel: str, info: ObjectInfo, run_id: str) -> Claim:
         """Keep the claimed upload where it waits for its terminal place: its landing key, or processing/."""
         # In place only with a version to pin: without one, a newer upload would replace its bytes.
-        in_place = self.settings.claims_in_place and info.version_id not in (None, "null")
-        if resuming and not in_place:
-            # Claimed in place under the events route, resumed after a switch to the sensor: its
-            # earlier tasks hold the claim in place, so it stays there (no copy left behind).
-            in_place = self._run_record(run_id).get("in_place") is True
+        in_place = _pinned(info)
         target = key if in_place else place_key(self.settings, Place.PROCESSING, rel)
         # Record first: a retry after a crash mid-move (or after the partner deleted the key) must
         # still find its claim.

@@ -25,13 +25,11 @@ FIRST = b"id,name\n1,alpha\n"
 SECOND = b"id,name\n1,alpha\n2,beta\n"
 
 
-@pytest.fixture(params=["events", "sensor"])
-def held(request: pytest.FixtureRequest, provisioned: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Both claim modes; returns where a claimed file waits: its landing key (claimed in place, the
-    events route) or processing/ (where the sensor watches landing/)."""
-    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_TRIGGER_ROUTE", request.param)
-    prefix = provisioned.landing_prefix if request.param == "events" else provisioned.processing_prefix
-    return lambda rel: prefix + rel
+@pytest.fixture
+def held(provisioned: Any) -> Any:
+    """Where a claimed file waits: its landing key, its version pinned (the bucket is versioned, as
+    these races need; without versioning a claim moves the file to processing/: test_lifecycle)."""
+    return lambda rel: provisioned.landing_prefix + rel
 
 
 def listing(s3: Any, bucket: str) -> set[str]:

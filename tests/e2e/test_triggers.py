@@ -10,7 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
+from clean_zone_landing_trigger import HandedOver
 
+from clean_zone.keys import watcher_handed_over_key
+from clean_zone.storage import ObjectStore
 from tests.e2e.test_file_pipeline import GOOD_CSV, PIPELINE, drop, where_is
 
 pytestmark = pytest.mark.e2e
@@ -66,11 +69,61 @@ def test_watcher_waits_deferred_for_a_file_and_starts_one_run_per_file(
     runs = pipeline_runs()
     assert [conf["key"] for conf in runs.values()] == ["landing/partner/late.csv"]
 
-    again = run_dag("clean_zone_landing_watcher")  # the file is still there: the sensor fires again
+    # The watcher keeps a record of what it handed over: the file, still in landing/ (its run has
+    # not claimed it yet, or works on it in place), no longer wakes the sensor.
+    record = json.loads(
+        s3.get_object(Bucket=provisioned.bucket, Key=watcher_handed_over_key(provisioned))["Body"].read()
+    )
+    assert list(record["files"]) == ["landing/partner/late.csv"]
 
-    # Same upload, same run id: found existing, not started twice.
-    assert [t["started"] for t in again.xcom["start_file_runs"]] == [False]
-    assert pipeline_runs() == runs
+    # A new upload to the same key does wake it, and gets a run of its own.
+    drop(s3, provisioned, "partner/late.csv", GOOD_CSV + b"3,corrected,1.00\n")
+    again = run_dag("clean_zone_landing_watcher")
+    assert [t["started"] for t in again.xcom["start_file_runs"]] == [True]
+    assert len(pipeline_runs()) == 2
+
+    # A file handed over a re-check interval ago that no run claimed is handed over again; its run
+    # exists already, so none is started twice.
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_LANDING_SWEEP_MINUTES", "0.01")  # 0.6 s
+    time.sleep(1)
+    rechecked = run_dag("clean_zone_landing_watcher")
+    assert [t["started"] for t in rechecked.xcom["start_file_runs"]] == [False]
+    assert len(pipeline_runs()) == 2
+
+
+def test_a_file_claimed_where_it_landed_does_not_wake_the_watcher_and_is_copied_once(
+    run_dag, s3, provisioned, sensor_route, monkeypatch
+):
+    clear_pipeline_runs()
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_RATE", "1")  # it fails and waits, claimed
+    drop(s3, provisioned, "held/orders.csv", GOOD_CSV)
+    handed = run_dag("clean_zone_landing_watcher")
+    [trigger] = handed.xcom["start_file_runs"]
+
+    from tests.e2e.conftest import _load_dag
+
+    pipeline = _load_dag(PIPELINE)
+    failed = pipeline.test(run_conf=trigger["conf"])
+
+    assert failed.get_state() == "failed"
+    assert where_is(s3, provisioned, "held/orders.csv") == [provisioned.landing_prefix]
+    listed = list(ObjectStore(s3, provisioned.bucket).list_keys(provisioned.landing_prefix))
+    record = HandedOver.from_json(
+        json.loads(
+            s3.get_object(Bucket=provisioned.bucket, Key=watcher_handed_over_key(provisioned))["Body"].read()
+        )
+    )
+    assert record.waiting(listed, time.time(), 0.0) == ([], [])  # the sensor sleeps through it
+
+    # Cleared with the flaky step passing: processed from where it landed, one copy, no processing/.
+    monkeypatch.setenv("AIRFLOW_VAR_CLEAN_ZONE_FAILURE_RATE", "0")
+    resumed = pipeline.test(
+        logical_date=failed.logical_date, run_after=failed.run_after, run_conf=trigger["conf"]
+    )
+    assert resumed.get_state() == "success"
+    assert where_is(s3, provisioned, "held/orders.csv") == [provisioned.processed_prefix]
+    versions = s3.list_object_versions(Bucket=provisioned.bucket, Prefix="processing/")
+    assert versions.get("Versions", []) == [] and versions.get("DeleteMarkers", []) == []
 
 
 def test_s3_event_notifications_start_the_pipeline_with_decoded_keys(run_dag, s3, provisioned):

@@ -27,25 +27,30 @@ ODD_KEYS = [
 ]
 
 
-@pytest.fixture(params=["events", "sensor"])
+def suspend_versioning(store: ObjectStore) -> None:
+    """New uploads get no version to pin (version id "null"), as in a bucket never versioned."""
+    store.client.put_bucket_versioning(Bucket=store.bucket, VersioningConfiguration={"Status": "Suspended"})
+
+
+@pytest.fixture(params=["versioned", "unversioned"])
 def lifecycle(request: pytest.FixtureRequest, s3: Any, provisioned: Settings) -> Lifecycle:
-    """Both claim modes: in place (the events route) and moved to processing/ (where a sensor watches)."""
-    settings = dataclasses.replace(provisioned, trigger_route=request.param)
-    return Lifecycle(ObjectStore(s3, provisioned.bucket), settings)
+    """Both claim modes: in place (a versioned bucket, as provisioned) and moved to processing/."""
+    store = ObjectStore(s3, provisioned.bucket)
+    if request.param == "unversioned":
+        suspend_versioning(store)
+    return Lifecycle(store, provisioned)
 
 
 @pytest.fixture
 def in_place(s3: Any, provisioned: Settings) -> Lifecycle:
-    return Lifecycle(
-        ObjectStore(s3, provisioned.bucket), dataclasses.replace(provisioned, trigger_route="events")
-    )
+    return Lifecycle(ObjectStore(s3, provisioned.bucket), provisioned)
 
 
 @pytest.fixture
 def moving(s3: Any, provisioned: Settings) -> Lifecycle:
-    return Lifecycle(
-        ObjectStore(s3, provisioned.bucket), dataclasses.replace(provisioned, trigger_route="sensor")
-    )
+    store = ObjectStore(s3, provisioned.bucket)
+    suspend_versioning(store)
+    return Lifecycle(store, provisioned)
 
 
 def put(lifecycle: Lifecycle, key: str, body: bytes = CONTENT) -> None:
@@ -69,7 +74,8 @@ def claimed(lifecycle: Lifecycle, key: str, run_id: str = RUN_A) -> Claim:
 
 def held(lifecycle: Lifecycle, rel: str) -> set[str]:
     """Where a claimed file waits in this claim mode: its landing key, or processing/."""
-    if lifecycle.settings.claims_in_place:
+    versioning = lifecycle.store.client.get_bucket_versioning(Bucket=lifecycle.store.bucket)
+    if versioning.get("Status") == "Enabled":
         return {f"landing/{rel}"}
     return {place_key(lifecycle.settings, Place.PROCESSING, rel)}
 
@@ -114,17 +120,20 @@ class _CountingCopies:
         self.copies += 1
 
 
-@pytest.mark.parametrize(("route", "copies"), [("events", 1), ("sensor", 2), ("both", 2)])
+@pytest.mark.parametrize("route", ["events", "sensor", "both"])
+@pytest.mark.parametrize(("versioned", "copies"), [(True, 1), (False, 2)], ids=["versioned", "unversioned"])
 def test_a_file_is_copied_once_on_its_way_to_its_terminal_place_when_claimed_in_place(
-    s3: Any, provisioned: Settings, route: str, copies: int
+    s3: Any, provisioned: Settings, route: str, versioned: bool, copies: int
 ) -> None:
     client = ObjectStore(s3, provisioned.bucket).client
     counter = _CountingCopies(client)
-    lifecycle = Lifecycle(
-        ObjectStore(client, provisioned.bucket), dataclasses.replace(provisioned, trigger_route=route)
-    )
+    store = ObjectStore(client, provisioned.bucket)
+    if not versioned:
+        suspend_versioning(store)
+    lifecycle = Lifecycle(store, dataclasses.replace(provisioned, trigger_route=route))
     put(lifecycle, "landing/orders.csv")
     claim = claimed(lifecycle, "landing/orders.csv")
+    assert claim.in_place is versioned  # whatever the route: the landing watcher is not woken by it
     assert lifecycle.chunks(claim) is not None and body(lifecycle, lifecycle.held_key(claim)) == CONTENT
     assert lifecycle.finish(claim, Place.PROCESSED) == "s3://clean-zone/processed/orders.csv"
     assert counter.copies == copies
@@ -214,7 +223,8 @@ def test_finish_moves_to_the_terminal_place_and_is_idempotent(lifecycle: Lifecyc
     assert lifecycle.locate(claim.relative_key) == (Place.PROCESSED, "processed/orders.csv")
 
 
-def test_finish_after_a_plain_delete_moves_the_claimed_version(lifecycle: Lifecycle) -> None:
+def test_finish_after_a_plain_delete_moves_the_claimed_version(in_place: Lifecycle) -> None:
+    lifecycle = in_place
     put(lifecycle, "landing/orders.csv")
     claim = claimed(lifecycle, "landing/orders.csv")
     lifecycle.store.delete(lifecycle.held_key(claim))  # the bucket is versioned: the version stays
@@ -225,8 +235,10 @@ def test_finish_after_a_plain_delete_moves_the_claimed_version(lifecycle: Lifecy
 def test_finish_without_the_file_anywhere_records_it_gone_and_writes_no_reason(lifecycle: Lifecycle) -> None:
     put(lifecycle, "landing/orders.txt")
     claim = claimed(lifecycle, "landing/orders.txt")
+    # Gone for good: its version deleted (unversioned, a plain delete removes the one "null" version).
+    version = {"VersionId": claim.version_id} if claim.version_id else {}
     lifecycle.store.client.delete_object(
-        Bucket=lifecycle.store.bucket, Key=lifecycle.held_key(claim), VersionId=claim.version_id
+        Bucket=lifecycle.store.bucket, Key=lifecycle.held_key(claim), **version
     )
     with pytest.raises(InvalidFileError) as caught:
         lifecycle.finish(claim, Place.REJECTED, {"reason": "invalid_extension"})
@@ -302,16 +314,3 @@ def test_odd_keys_end_to_end(lifecycle: Lifecycle) -> None:
         assert lifecycle.claim(key, RUN_B)[0] is ClaimOutcome.DUPLICATE, key
         assert f"duplicates/{rel}" in keys(lifecycle, "duplicates/"), key
     assert len(keys(lifecycle, "processed/")) == 2 * len(ODD_KEYS)
-
-
-def test_a_claim_made_in_place_stays_in_place_when_resumed_after_a_switch_to_the_sensor_route(
-    in_place: Lifecycle, moving: Lifecycle
-) -> None:
-    put(in_place, "landing/orders.csv")
-    first = claimed(in_place, "landing/orders.csv")
-    outcome, again = moving.claim("landing/orders.csv", RUN_A)  # the run's claim task, cleared
-    assert outcome is ClaimOutcome.RESUMED
-    assert again == first  # the run's later tasks hold this claim: no copy left in processing/
-    assert keys(moving, "processing/") == set()
-    moving.finish(first, Place.PROCESSED)
-    assert keys(moving, "landing/") == set() and keys(moving, "processing/") == set()

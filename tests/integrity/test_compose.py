@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,14 @@ import yaml
 from cryptography.fernet import Fernet
 
 from clean_zone_tools.checks.compose.checks import CHECKS, check_versions
-from clean_zone_tools.checks.compose.parsing import INTERPOLATION, SECRETS, Stack
+from clean_zone_tools.checks.compose.parsing import (
+    INTERPOLATION,
+    MOTO_SERVICE,
+    SECRETS,
+    Stack,
+    command_words,
+)
+from clean_zone_tools.devstack.harness import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
@@ -42,6 +51,7 @@ CHECKOUT_FILES = (
     "dags",
     "plugins",
     "src/clean_zone_tools/devstack/provision.py",
+    "src/clean_zone_tools/devstack/endpoint.py",
     "scripts/bootstrap.sh",
 )
 
@@ -113,12 +123,21 @@ DRIFTS = [
         "expected 'clean-zone-airflow:3.3.1-python3.12'",
     ),
     Drift(
-        "moto-image-tag",
+        "moto-plain-image",
         "docker-compose.yaml",
-        "image: motoserver/moto:5.2.5",
-        "image: motoserver/moto:5.2.4",
+        "    image: clean-zone-airflow:3.3.1-python3.12\n    build:\n      context: .\n"
+        "      dockerfile: docker/Dockerfile\n    # Not an Airflow component",
+        "    image: motoserver/moto:5.2.5\n    # Not an Airflow component",
         "check_versions",
-        "requirements-dev.txt pins moto 5.2.5",
+        "moto: image 'motoserver/moto:5.2.5', expected 'clean-zone-airflow:3.3.1-python3.12'",
+    ),
+    Drift(
+        "moto-pin-in-image-differs",
+        "docker/Dockerfile",
+        '"moto[server]==5.2.5"',
+        '"moto[server]==5.2.4"',
+        "check_versions",
+        "installs moto[server]==5.2.4, but requirements-dev.txt pins moto 5.2.5",
     ),
     Drift(
         "moto-pin-bumped-for-no-docker-only",
@@ -126,7 +145,71 @@ DRIFTS = [
         "moto[server]==5.2.5",
         "moto[server]==5.2.6",
         "check_versions",
-        "expected motoserver/moto:5.2.6",
+        "installs moto[server]==5.2.5, but requirements-dev.txt pins moto 5.2.6",
+    ),
+    Drift(
+        "moto-not-in-image",
+        "docker/Dockerfile",
+        '        "moto[server]==5.2.5" \\\n',
+        "",
+        "check_versions",
+        "docker/Dockerfile: no pip install of moto[server]==5.2.5",
+    ),
+    Drift(
+        "moto-runs-plain-moto-server",
+        "docker-compose.yaml",
+        "      - clean_zone_tools.devstack.endpoint\n",
+        "      - moto.server\n",
+        "check_endpoint",
+        "moto: must run `python -m clean_zone_tools.devstack.endpoint`",
+    ),
+    Drift(
+        "endpoint-on-the-container-loopback",
+        "docker-compose.yaml",
+        "      - --host\n      - 0.0.0.0\n",
+        "",
+        "check_endpoint",
+        "must listen on 0.0.0.0 in its container (--host), not 127.0.0.1 (the default)",
+    ),
+    Drift(
+        "endpoint-port-not-moto-port",
+        "docker-compose.yaml",
+        '      - --port\n      - "4566"\n',
+        '      - --port\n      - "5000"\n',
+        "check_endpoint",
+        "moto: --port is '5000', expected 4566 (MOTO_PORT in local.env)",
+    ),
+    Drift(
+        "endpoint-state-in-the-container-layer",
+        "docker-compose.yaml",
+        "      - endpoint-state:/usr/local/airflow/endpoint\n",
+        "",
+        "check_endpoint",
+        "--state-dir /usr/local/airflow/endpoint must be a named volume",
+    ),
+    Drift(
+        "endpoint-state-on-an-anonymous-volume",
+        "docker-compose.yaml",
+        "      - endpoint-state:/usr/local/airflow/endpoint\n",
+        "      - /usr/local/airflow/endpoint\n",
+        "check_endpoint",
+        "--state-dir /usr/local/airflow/endpoint must be a named volume",
+    ),
+    Drift(
+        "endpoint-state-dir-not-made-in-image",
+        "docker/Dockerfile",
+        "        /usr/local/airflow/endpoint \\\n",
+        "",
+        "check_endpoint",
+        "does not create /usr/local/airflow/endpoint",
+    ),
+    Drift(
+        "endpoint-without-state-dir",
+        "docker-compose.yaml",
+        "      - --state-dir\n      - /usr/local/airflow/endpoint\n",
+        "",
+        "check_endpoint",
+        "moto: the endpoint needs --state-dir",
     ),
     Drift(
         "install-without-local-constraints",
@@ -203,8 +286,8 @@ DRIFTS = [
     Drift(
         "local-env-not-loaded-by-moto",
         "docker-compose.yaml",
-        "image: motoserver/moto:5.2.5\n    env_file:\n      - local.env\n",
-        "image: motoserver/moto:5.2.5\n",
+        "      - /usr/local/airflow/endpoint\n    env_file:\n      - local.env\n",
+        "      - /usr/local/airflow/endpoint\n",
         "check_shared_settings",
         "moto: must load local.env",
     ),
@@ -368,6 +451,62 @@ def test_cli_names_the_drift_and_exits_1(tmp_path: Path) -> None:
     assert "FAIL check_ports" in result.stdout
     assert "host port 9090 (AIRFLOW_UI_PORT)" in result.stdout
     assert "AIRFLOW__API__BASE_URL is 'http://localhost:8080'" in result.stdout
+
+
+# --- the moto service's command, run here ------------------------------------------------------------------
+
+
+def test_moto_service_runs_the_durable_endpoint(stack: Stack, tmp_path: Path) -> None:
+    """The moto service's own command line (its address, port and state dir mapped to this machine):
+    the service's health check passes, and a bucket made before a stop is there after the restart."""
+    import boto3
+
+    moto = stack.service(MOTO_SERVICE)
+    words = command_words(moto)
+    start = words.index("python")
+    (port,) = free_ports(1)
+    mapped = {"--host": "127.0.0.1", "--port": str(port), "--state-dir": str(tmp_path / "state")}
+    argv = [sys.executable, *words[start + 1 :]]
+    for option, value in mapped.items():
+        argv[argv.index(option) + 1] = value
+    health = moto["healthcheck"]["test"]
+    assert health[0] == "CMD-SHELL", health
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # `python`: ours
+        "MOTO_PORT": str(port),
+    }
+
+    def healthy_within(endpoint: subprocess.Popen[bytes], seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and endpoint.poll() is None:
+            probe = subprocess.run(["sh", "-c", health[1]], env=env, capture_output=True, check=False)
+            if probe.returncode == 0:
+                return True
+            time.sleep(0.5)
+        return False
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 (moto accepts any credentials)
+    )
+    for run in ("first", "restarted"):
+        log = (tmp_path / f"{run}.log").open("w")
+        endpoint = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            assert healthy_within(endpoint, 60), (tmp_path / f"{run}.log").read_text()
+            if run == "first":
+                s3.create_bucket(Bucket="kept-across-restarts")
+            else:
+                assert "kept-across-restarts" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        finally:
+            endpoint.send_signal(signal.SIGTERM)  # what `docker compose stop` sends, through dumb-init
+            code = endpoint.wait(timeout=30)
+            log.close()
+        assert code == 0, (tmp_path / f"{run}.log").read_text()
+    assert "endpoint: state saved" in (tmp_path / "first.log").read_text()
 
 
 # --- the entrypoint runs startup.sh as MWAA does ----------------------------------------------------------

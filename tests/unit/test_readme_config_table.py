@@ -12,6 +12,10 @@ from clean_zone import config
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 ROWS = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(clean_zone_\w+)` \| ([^|]*) \|", README, re.M)}
+MEANINGS = {
+    m.group(1): m.group(2).strip()
+    for m in re.finditer(r"^\| `(clean_zone_\w+)` \|[^|]*\|[^|]*\|(.*)\|\s*$", README, re.M)
+}
 
 
 @pytest.mark.parametrize("setting", config.describe(), ids=lambda s: s["variable"])
@@ -25,6 +29,11 @@ def test_every_setting_is_documented_with_its_default(setting):
         assert "1/3" in documented
     else:
         assert f"`{default}`" in documented
+
+
+@pytest.mark.parametrize("setting", config.describe(), ids=lambda s: s["variable"])
+def test_every_setting_is_described_in_the_words_of_its_definition(setting):
+    assert MEANINGS.get(setting["variable"]) == setting["doc"]
 
 
 def test_the_table_lists_no_setting_that_does_not_exist():

@@ -29,7 +29,7 @@ from clean_zone.airflow_glue.aws import object_store
 from clean_zone.burst import Arrival
 from clean_zone.events import pipeline_note, pipeline_run_id
 from clean_zone.failures import EndpointError
-from clean_zone.keys import display_key, events_handed_over_key, is_folder_marker
+from clean_zone.keys import display_key, events_handed_over_key, is_folder_marker, watcher_handed_over_key
 from clean_zone.lifecycle import Lifecycle
 from clean_zone.storage import ObjectMissing, ObjectStore
 
@@ -121,9 +121,37 @@ def _this_second() -> datetime:
 
 
 def landing_file_runs() -> list[dict[str, Any]]:
-    """Start runs for the landing prefix's files (oldest first, folder markers left out)."""
+    """Start runs for the files in landing/ that no watcher run handed over yet (oldest first).
+
+    When a re-check is due (every ``clean_zone_landing_sweep_minutes``) it also hands over again
+    the files handed over that long ago that no run has claimed (their run deleted before its
+    claim, say). Where both routes watch, files a run already claimed get no second run. The record
+    of what was handed over (:class:`clean_zone_landing_trigger.HandedOver`) is written last: a try
+    that fails before it hands the same files over again, to the same run ids.
+    """
+    # Imported here: the events route's DAG imports this module too, and the sensor is slow to import.
+    from clean_zone.airflow_glue.landing_sensor import handed_over, recheck_seconds
+
     settings = config.load()
-    return start_runs(dispatch(_landing_arrivals(object_store(settings), settings), settings))
+    store = object_store(settings)
+    record = handed_over(store, settings)
+    listed = list(store.list_keys(settings.landing_prefix))
+    now, recheck = time.time(), recheck_seconds(settings)
+    new, stale = record.waiting(listed, now, recheck)
+    new.sort(key=lambda info: (info.last_modified or "", info.key))
+    taken = new[:MAX_FILES_PER_CYCLE] + stale
+    # A new upload is claimed before its hand-over only by the events route's run, where it watches too.
+    lifecycle = Lifecycle(store, settings)
+    check = set(stale) | (set(new) if settings.trigger_route == "both" else set())
+    arrivals = [
+        Arrival(settings.bucket, info.key, info.etag, info.last_modified)
+        for info in taken
+        if info not in check or not _already_claimed(lifecycle, info.key, info.etag, None)
+    ]
+    started = start_runs(dispatch(arrivals, settings))
+    after = record.after(listed, taken, now, rechecked=record.recheck_due(now, recheck))
+    store.put_json(watcher_handed_over_key(settings), after.to_json())
+    return started
 
 
 def _landing_arrivals(

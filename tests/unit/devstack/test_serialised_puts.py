@@ -23,15 +23,15 @@ from moto.s3.responses import S3Response
 from moto.server import ThreadedMotoServer
 from clean_zone_tools.devstack.endpoint import serialise_puts
 
-racers, serialised = int(sys.argv[1]), sys.argv[2] == "serialised"
+racers, serialised, patience = int(sys.argv[1]), sys.argv[2] == "serialised", float(sys.argv[3])
 # Between moto's If-None-Match check and its write, each put waits for the other racers (or, when
-# they cannot come because this put holds the serialising lock, for 5 s).
+# they cannot come because this put holds the serialising lock, for ``patience`` seconds).
 gate = threading.Barrier(racers)
 lock_details = S3Response._get_lock_details
 
 def after_the_check(self, *args):
     with contextlib.suppress(threading.BrokenBarrierError):
-        gate.wait(timeout=5.0)
+        gate.wait(timeout=patience)
     return lock_details(self, *args)
 
 S3Response._get_lock_details = after_the_check
@@ -68,9 +68,9 @@ print(sum(created), len(created))
 """
 
 
-def _racing_creates(mode: str) -> tuple[int, int]:
+def _racing_creates(mode: str, patience: float) -> tuple[int, int]:
     done = subprocess.run(
-        [sys.executable, "-c", RACE, str(RACERS), mode],
+        [sys.executable, "-c", RACE, str(RACERS), mode, str(patience)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -82,9 +82,11 @@ def _racing_creates(mode: str) -> tuple[int, int]:
 
 
 def test_moto_alone_tells_racing_creates_they_all_won() -> None:
-    # The flaw being guarded against, shown: every racer passes the check before any writes.
-    assert _racing_creates("moto-alone") == (RACERS, RACERS)
+    # The flaw being guarded against, shown: every racer passes the check before any writes. All of
+    # them reach the gate, so it may wait long (with the whole suite running beside it, one came after 5 s).
+    assert _racing_creates("moto-alone", patience=60.0) == (RACERS, RACERS)
 
 
 def test_with_puts_serialised_exactly_one_racing_create_wins() -> None:
-    assert _racing_creates("serialised") == (1, RACERS)
+    # Only the lock holder reaches the gate and waits it out; each of the others then does, in turn.
+    assert _racing_creates("serialised", patience=5.0) == (1, RACERS)

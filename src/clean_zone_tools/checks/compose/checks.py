@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,8 @@ from .parsing import (
     COMPOSE_FILE,
     DIFFERENT_BY_DESIGN,
     DOCKERFILE,
+    ENDPOINT_MODULE,
+    ENDPOINT_SOURCE,
     ENTRYPOINT_FILE,
     ENV_EXAMPLE,
     INIT_SERVICE,
@@ -52,6 +55,7 @@ from .parsing import (
     Stack,
     StackFileError,
     command_text,
+    command_words,
     copy_sources,
     depends_on,
     docker_ignored,
@@ -62,6 +66,7 @@ from .parsing import (
     has_healthcheck,
     image_tag,
     mounts,
+    option_value,
     port_host_addresses,
     published_ports,
     read,
@@ -302,6 +307,62 @@ def check_provisioning(stack: Stack) -> list[str]:
     return problems
 
 
+def check_endpoint(stack: Stack) -> list[str]:
+    """moto runs the no-Docker stack's durable endpoint, its state in a named volume.
+
+    Plain moto lets racing conditional puts (If-None-Match: *) all win and forgets everything on a
+    restart; the endpoint applies puts one at a time, as S3 does, and keeps its state in a folder.
+    """
+    problems: list[str] = []
+    moto = stack.service(MOTO_SERVICE)
+    words = command_words(moto)
+    run = f"python -m {ENDPOINT_MODULE}"
+    if not (stack.root / ENDPOINT_SOURCE).is_file():
+        problems.append(f"{ENDPOINT_SOURCE} does not exist (the {MOTO_SERVICE} service runs it)")
+    if not any(words[i : i + 3] == ["python", "-m", ENDPOINT_MODULE] for i in range(len(words))):
+        problems.append(
+            f"{MOTO_SERVICE}: must run `{run}` (the no-Docker stack's endpoint: atomic conditional puts, "
+            f"state kept across restarts); it runs {shlex.join(words) or 'the image default'}"
+        )
+        return problems
+    host = option_value(words, "--host")
+    if host != "0.0.0.0":  # noqa: S104 (inside the container; the host publishes it on 127.0.0.1)
+        shown = host or "127.0.0.1 (the default)"
+        problems.append(
+            f"{MOTO_SERVICE}: the endpoint must listen on 0.0.0.0 in its container (--host), not {shown}: "
+            "the other services could not reach it"
+        )
+    moto_port = stack.local_env.get("MOTO_PORT", "")
+    port = option_value(words, "--port")
+    if port != moto_port:
+        problems.append(
+            f"{MOTO_SERVICE}: --port is {port!r}, expected {moto_port} (MOTO_PORT in {LOCAL_ENV})"
+        )
+    state_dir = option_value(words, "--state-dir")
+    if not state_dir:
+        problems.append(f"{MOTO_SERVICE}: the endpoint needs --state-dir")
+        return problems
+    source = mounts(moto).get(state_dir.rstrip("/"), "")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", source) or source not in (
+        stack.compose.get("volumes") or {}
+    ):
+        problems.append(
+            f"{MOTO_SERVICE}: the endpoint's --state-dir {state_dir} must be a named volume "
+            "(its data then survives `docker compose restart` and `down`)"
+        )
+    if not any(
+        word == "RUN" and "mkdir" in args and state_dir.rstrip("/") in args.split()
+        for word, args in stack.dockerfile
+    ):
+        problems.append(
+            f"{DOCKERFILE}: does not create {state_dir}: a new volume there would be root's, "
+            "and the endpoint (user airflow) could not write its state"
+        )
+    if moto.get("restart") != "always":
+        problems.append(f"{MOTO_SERVICE}: restart must be always (the endpoint restores its state)")
+    return problems
+
+
 def check_startup_order(stack: Stack) -> list[str]:
     """Health checks and depends_on conditions bring the stack up in order; nothing waits on a ghost."""
     services = stack.services
@@ -421,6 +482,7 @@ CHECKS: tuple[Callable[[Stack], list[str]], ...] = (
     check_ports,
     check_loopback_ports,
     check_provisioning,
+    check_endpoint,
     check_startup_order,
     check_executor,
     check_secrets,

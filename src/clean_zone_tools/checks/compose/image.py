@@ -1,6 +1,7 @@
 """The compose checks on the image: versions, and requirements installed as the no-Docker path installs them.
 
-The image must pin the Airflow, Python and moto versions the no-Docker path pins, install
+The image must pin the Airflow, Python and moto versions the no-Docker path pins (moto: the moto
+service runs the project's endpoint from this image, as the no-Docker stack runs it from .venv), install
 requirements.txt under the same local constraints (its constraints URL dropped exactly as
 scripts/bootstrap.sh drops it), and carry no pin the constraints would reject.
 """
@@ -56,7 +57,7 @@ def check_versions(stack: Stack) -> list[str]:
             and Path(versions.constraints_file).name not in option_values(words, "-c", "--constraint")
         ]
     expected_image = f"clean-zone-airflow:{airflow_tag}"
-    for name in AIRFLOW_SERVICES:
+    for name in (*AIRFLOW_SERVICES, MOTO_SERVICE):
         service = stack.service(name)
         build = service.get("build")
         if not service:
@@ -65,12 +66,23 @@ def check_versions(stack: Stack) -> list[str]:
             problems.append(f"{name}: image {service.get('image')!r}, expected {expected_image!r}")
         elif not isinstance(build, dict) or build.get("dockerfile") != DOCKERFILE or build.get("args"):
             problems.append(f"{name}: must build {DOCKERFILE} with no build args (the pins live there)")
-    moto_image = stack.service(MOTO_SERVICE).get("image", "")
-    if image_tag(moto_image) != ("motoserver/moto", versions.moto):
+    moto_pins = [
+        requirement
+        for words in pip_installs(stack.dockerfile)
+        for requirement in words
+        if re.match(r"moto(\[[^\]]*\])?\s*[=<>~!]", requirement)
+    ]
+    if not moto_pins:
         problems.append(
-            f"{MOTO_SERVICE}: image {moto_image!r}, but requirements-dev.txt pins moto {versions.moto} "
-            f"(expected motoserver/moto:{versions.moto})"
+            f"{DOCKERFILE}: no pip install of moto[server]=={versions.moto} "
+            f"(requirements-dev.txt's version; the {MOTO_SERVICE} service runs it)"
         )
+    problems += [
+        f"{DOCKERFILE}: installs {pin}, but requirements-dev.txt pins moto {versions.moto} "
+        f"(expected moto[server]=={versions.moto})"
+        for pin in moto_pins
+        if pin.replace(" ", "") != f"moto[server]=={versions.moto}"
+    ]
     problems += [
         f"{name}: image {service['image']!r} has no version tag"
         for name, service in stack.services.items()

@@ -29,6 +29,8 @@ LOCAL_ENV = "local.env"
 ENV_EXAMPLE = ".env.example"
 PROVISION_MODULE = "clean_zone_tools.devstack.provision"
 PROVISION_SOURCE = "src/clean_zone_tools/devstack/provision.py"
+ENDPOINT_MODULE = "clean_zone_tools.devstack.endpoint"
+ENDPOINT_SOURCE = "src/clean_zone_tools/devstack/endpoint.py"
 BOOTSTRAP_SCRIPT = "scripts/bootstrap.sh"
 
 # MWAA's layout inside its containers.
@@ -234,6 +236,26 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
 def command_text(service: dict[str, Any]) -> str:
     command = service.get("command") or ""
     return " ".join(command) if isinstance(command, list) else str(command)
+
+
+def command_words(service: dict[str, Any]) -> list[str]:
+    """What the container runs: its entrypoint's words, then its command's (lists or shell strings)."""
+    words: list[str] = []
+    for key in ("entrypoint", "command"):
+        value = service.get(key) or []
+        words += [str(word) for word in value] if isinstance(value, list) else shlex.split(str(value))
+    return words
+
+
+def option_value(words: list[str], option: str) -> str | None:
+    """The value given to a long option (``--port 4566`` or ``--port=4566``); the last one wins."""
+    found = None
+    for index, word in enumerate(words):
+        if word == option and index + 1 < len(words):
+            found = words[index + 1]
+        elif word.startswith(option + "="):
+            found = word.split("=", 1)[1]
+    return found
 
 
 def has_healthcheck(service: dict[str, Any]) -> bool:

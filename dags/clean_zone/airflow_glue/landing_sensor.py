@@ -1,0 +1,70 @@
+"""The landing watcher's S3KeySensor, woken only by files no watcher run has handed over yet.
+
+A claimed file stays where it landed until its terminal place (one copy, not two), so a plain
+S3KeySensor on landing/ would fire at every poke while any file is being processed or waits to be
+resumed. This one looks for files the hand-over's record does not name
+(:mod:`clean_zone_landing_trigger`, in plugins/), first in the worker (a file already waiting is
+handed over at once), then in the triggerer (holding no worker slot).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.sdk import Context
+from clean_zone_landing_trigger import HandedOver, LandingFilesTrigger  # plugins/: the triggerer's path
+
+from clean_zone import config
+from clean_zone.airflow_glue.aws import object_store
+from clean_zone.keys import watcher_handed_over_key
+from clean_zone.storage import ObjectMissing, ObjectStore
+
+
+def handed_over(store: ObjectStore, settings: config.Settings) -> HandedOver:
+    """The watcher's record of the files it handed over (empty before its first hand-over)."""
+    try:
+        return HandedOver.from_json(store.get_json(watcher_handed_over_key(settings)))
+    except ObjectMissing:
+        return HandedOver()
+
+
+class LandingFileSensor(S3KeySensor):
+    """Deferrable S3KeySensor on the landing prefix: done when a file there was not handed over yet.
+
+    Also done once every ``clean_zone_landing_sweep_minutes`` while files handed over that long ago
+    still wait (the hand-over looks at them again). ``bucket_key`` keeps the provider's meaning for
+    the UI (the files' pattern); what is looked for is decided by the hand-over's record.
+    """
+
+    def poke(self, context: Context) -> bool:
+        settings = config.load()
+        store = object_store(settings, str(self.bucket_name))
+        listed = list(store.list_keys(settings.landing_prefix))
+        new, stale = handed_over(store, settings).waiting(listed, time.time(), recheck_seconds(settings))
+        self.log.info("to hand over: %d new file(s), %d waiting long", len(new), len(stale))
+        return bool(new or stale)
+
+    def _defer(self) -> None:
+        settings = config.load()
+        self.defer(
+            timeout=timedelta(seconds=self.timeout),
+            trigger=LandingFilesTrigger(
+                bucket_name=str(self.bucket_name),
+                bucket_key=settings.landing_prefix,
+                handed_over_key=watcher_handed_over_key(settings),
+                recheck_seconds=recheck_seconds(settings),
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+                poke_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+        )
+
+
+def recheck_seconds(settings: config.Settings) -> float:
+    """How long a handed-over file waits before the hand-over looks at it again (0: never)."""
+    return settings.landing_sweep_minutes * 60
