@@ -120,18 +120,45 @@ class HandedOver:
         return HandedOver(files, now if rechecked else self.checked_at)
 
 
+def passing(error: BaseException) -> bool:
+    """Trouble that waiting can fix: no answer at all, a 429 or 5xx (``clean_zone.failures.classify``
+    says the same of a task's errors; that module is not on the triggerer's path). An error S3 did
+    answer otherwise (``NoSuchBucket``, ``AccessDenied``) is a setting to fix, not an outage."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return True
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = str(response.get("Error", {}).get("Code", ""))
+    transient = isinstance(status, int) and (status == 429 or (500 <= status < 600 and status != 501))
+    return transient or "Throttl" in code or code in {"SlowDown", "RequestTimeout"}
+
+
 class LandingFilesTrigger(S3KeyTrigger):
     """Fires when the prefix holds a file the record at ``handed_over_key`` does not name (see the module).
 
-    ``bucket_key`` is the prefix watched. Fires ``{"status": "success", "new": n, "stale": n}``, or
-    ``{"status": "error", "message": ...}`` as the provider's trigger does (the sensor then fails
-    and is retried).
+    ``bucket_key`` is the prefix watched. Fires ``{"status": "success", "new": n, "stale": n}``.
+
+    Through an S3 outage it keeps looking, every poke interval; once S3 has not answered for
+    ``unreachable_after_seconds`` it fires ``{"status": "unreachable", "message": ...}`` (once: the
+    sensor alerts and waits on with ``report_unreachable`` off), and when S3 answers again it goes on
+    as before. Any other failure fires ``{"status": "error", "message": ...}``, as the provider's
+    trigger does (the sensor then fails).
     """
 
-    def __init__(self, *, handed_over_key: str, recheck_seconds: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        handed_over_key: str,
+        recheck_seconds: float = 0.0,
+        unreachable_after_seconds: float = 0.0,
+        report_unreachable: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.handed_over_key = handed_over_key
         self.recheck_seconds = recheck_seconds
+        self.unreachable_after_seconds = unreachable_after_seconds
+        self.report_unreachable = report_unreachable
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         _, kwargs = super().serialize()
@@ -141,24 +168,44 @@ class LandingFilesTrigger(S3KeyTrigger):
             **hook_params,
             "handed_over_key": self.handed_over_key,
             "recheck_seconds": self.recheck_seconds,
+            "unreachable_after_seconds": self.unreachable_after_seconds,
+            "report_unreachable": self.report_unreachable,
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        try:
-            async with await self.hook.get_async_conn() as client:
-                while True:
-                    listed = [item async for item in self._listing(client)]
-                    if any(is_file(item) for item in listed):
-                        record = await self._record(client)
-                        new, stale = record.waiting(listed, time.time(), self.recheck_seconds)
-                        if new or stale:
-                            found = {"new": len(new), "stale": len(stale)}
+        failing_since: float | None = None
+        while True:
+            try:
+                async with await self.hook.get_async_conn() as client:
+                    while True:
+                        found = await self._look(client)
+                        failing_since = None
+                        if found is not None:
                             self.log.info("to hand over: %(new)d new file(s), %(stale)d waiting long", found)
                             yield TriggerEvent({"status": "success", **found})
                             return
-                    await asyncio.sleep(self.poke_interval)
-        except Exception as error:  # the provider's S3KeyTrigger reports every failure this way
-            yield TriggerEvent({"status": "error", "message": str(error)})
+                        await asyncio.sleep(self.poke_interval)
+            except Exception as error:  # the provider's S3KeyTrigger reports every failure as an event
+                if not passing(error) or self.unreachable_after_seconds <= 0:
+                    yield TriggerEvent({"status": "error", "message": str(error)})
+                    return
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if self.report_unreachable and now - failing_since >= self.unreachable_after_seconds:
+                    message = f"S3 has not answered for {now - failing_since:.0f} s: {error}"
+                    yield TriggerEvent({"status": "unreachable", "message": message})
+                    return
+                self.log.warning("S3 did not answer (%s); looking again in %s s", error, self.poke_interval)
+                await asyncio.sleep(self.poke_interval)
+
+    async def _look(self, client: Any) -> dict[str, int] | None:
+        """``{"new": n, "stale": n}`` when there are files to hand over, else None."""
+        listed = [item async for item in self._listing(client)]
+        if not any(is_file(item) for item in listed):
+            return None
+        record = await self._record(client)
+        new, stale = record.waiting(listed, time.time(), self.recheck_seconds)
+        return {"new": len(new), "stale": len(stale)} if new or stale else None
 
     async def _listing(self, client: Any) -> AsyncIterator[ListedObject]:
         paginator = client.get_paginator("list_objects_v2")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Any
 
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk import Context
@@ -18,6 +19,9 @@ from clean_zone_landing_trigger import HandedOver, LandingFilesTrigger  # plugin
 
 from clean_zone import config
 from clean_zone.airflow_glue.aws import object_store
+from clean_zone.airflow_glue.notifier import FailureAlertNotifier, send
+from clean_zone.airflow_glue.retry_policy import endpoint_patience_seconds
+from clean_zone.failures import EndpointError
 from clean_zone.keys import watcher_handed_over_key
 from clean_zone.storage import ObjectMissing, ObjectStore
 
@@ -36,17 +40,26 @@ class LandingFileSensor(S3KeySensor):
     Also done once every ``clean_zone_landing_sweep_minutes`` while files handed over that long ago
     still wait (the hand-over looks at them again). ``bucket_key`` keeps the provider's meaning for
     the UI (the files' pattern); what is looked for is decided by the hand-over's record.
+
+    Through an S3 outage it waits on rather than failing run after run: once S3 has not answered for
+    as long as a task retries an endpoint error, it sends one alert and keeps watching; the files that
+    landed meanwhile are handed over when S3 answers again.
     """
 
     def poke(self, context: Context) -> bool:
         settings = config.load()
         store = object_store(settings, str(self.bucket_name))
-        listed = list(store.list_keys(settings.landing_prefix))
-        new, stale = handed_over(store, settings).waiting(listed, time.time(), recheck_seconds(settings))
+        try:
+            listed = list(store.list_keys(settings.landing_prefix))
+            record = handed_over(store, settings)
+        except EndpointError as error:
+            self.log.warning("%s; the trigger keeps looking", error)
+            return False
+        new, stale = record.waiting(listed, time.time(), recheck_seconds(settings))
         self.log.info("to hand over: %d new file(s), %d waiting long", len(new), len(stale))
         return bool(new or stale)
 
-    def _defer(self) -> None:
+    def _defer(self, *, report_unreachable: bool = True) -> None:
         settings = config.load()
         self.defer(
             timeout=timedelta(seconds=self.timeout),
@@ -55,6 +68,8 @@ class LandingFileSensor(S3KeySensor):
                 bucket_key=settings.landing_prefix,
                 handed_over_key=watcher_handed_over_key(settings),
                 recheck_seconds=recheck_seconds(settings),
+                unreachable_after_seconds=max(endpoint_patience_seconds(settings), self.poke_interval),
+                report_unreachable=report_unreachable,
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
                 verify=self.verify,
@@ -63,6 +78,19 @@ class LandingFileSensor(S3KeySensor):
             ),
             method_name="execute_complete",
         )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        if event.get("status") != "unreachable":
+            super().execute_complete(context, event)
+            return
+        error = EndpointError(f"the landing watcher cannot list {self.bucket_name}: {event.get('message')}")
+        self.log.error("%s; alerting once and watching on", error)
+        try:
+            settings = config.load()
+            send(FailureAlertNotifier().build_alert({**context, "exception": error}, settings), settings)
+        except Exception:  # the alert is kept or logged by send(); the watch goes on regardless
+            self.log.exception("the outage alert could not be sent")
+        self._defer(report_unreachable=False)
 
 
 def recheck_seconds(settings: config.Settings) -> float:

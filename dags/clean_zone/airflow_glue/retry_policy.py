@@ -59,6 +59,12 @@ def standard_retriers(settings: Settings) -> list[Retrier]:
     return [transient, dependency_retrier(settings)]
 
 
+def endpoint_patience_seconds(settings: Settings) -> float:
+    """How long a task keeps retrying an endpoint error before it fails: its retry delays together."""
+    transient = standard_retriers(settings)[0]
+    return sum(transient.base_delay(n) for n in range(1, transient.max_attempts + 1))
+
+
 def dependency_retrier(settings: Settings) -> Retrier:
     """Upstream not ready: a bounded number of patient retries."""
     return Retrier(

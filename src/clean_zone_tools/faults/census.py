@@ -34,6 +34,7 @@ WAITING = "waiting"
 LOST = "lost"
 MISPLACED = "misplaced"
 WITHDRAWN = "withdrawn"
+WATCHER_DAG = "clean_zone_landing_watcher"
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Census:
     files_alerted: int = 0  # distinct dropped files named by those alerts
     alerts_delayed: int = 0  # of the alerts in the inbox, those sent again after SNS refused them
     alerts_kept: int = 0  # refused by SNS and still waiting in the bucket to be sent again
+    watcher_alerts: int = 0  # alerts from the landing watcher (an outage it could not see through)
     where: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -151,6 +153,7 @@ def take(
         alerts_kept=len(_list_keys(s3, bucket, undelivered_alerts.folder(settings))),
     )
     alert_text = "\n".join(f"{alert.get('subject')}\n{alert.get('message')}" for alert in alerts)
+    census.watcher_alerts = sum(1 for alert in alerts if WATCHER_DAG in str(alert.get("subject")))
     for item in files:
         where = _locate(settings, item, listed)
         census.places[where] += 1

@@ -129,10 +129,12 @@ def _processes() -> Iterator[tuple[int, int, str]]:
 
 
 @contextmanager
-def suite_stack() -> Iterator[SuiteStack]:
-    say("starting a stack of the suite's own (free ports, temporary state, fault proxy) ...")
+def suite_stack(route: str = "events") -> Iterator[SuiteStack]:
+    """A stack with the suite's settings, its files started by trigger route ``route``."""
+    say(f"starting a stack of the suite's own (route {route}, free ports, temporary state, fault proxy) ...")
     started = time.monotonic()
-    with running_stack(fault_proxy=True, env=SUITE_SETTINGS) as stack:
+    settings = {**SUITE_SETTINGS, "AIRFLOW_VAR_CLEAN_ZONE_TRIGGER_ROUTE": route}
+    with running_stack(fault_proxy=True, env=settings) as stack:
         say(f"stack healthy in {time.monotonic() - started:.0f} s (UI {stack.ui_url})")
         yield SuiteStack(stack)
         say("stopping the stack")

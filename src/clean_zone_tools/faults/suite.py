@@ -44,6 +44,7 @@ class Result:
     census: census.Census
     seconds: float
     events: list[str]
+    watcher_alerts_expected: int | None = None  # checked only where a scenario says (sensor route)
 
     @property
     def held(self) -> bool:
@@ -54,6 +55,7 @@ class Result:
             and row["duplicated outputs"] == 0
             and row["still waiting"] == 0
             and self.census.alerts_expected == self.census.files_alerted
+            and self.watcher_alerts_expected in (None, self.census.watcher_alerts)
         )
 
 
@@ -70,6 +72,13 @@ def _drop(stack: SuiteStack, settings: Settings, files: list[WorkFile]) -> None:
         )
 
 
+def _expected_alerts(scenario: Scenario, files: list[WorkFile], route: str) -> tuple[int, int | None]:
+    """(files named in alerts, alerts from the landing watcher: None where not checked)."""
+    if route == "sensor" and scenario.on_sensor_route is not None:
+        return scenario.on_sensor_route(files)
+    return sum(1 for item in files if item.expected.alerts) + scenario.extra_alerts(files), None
+
+
 def run_scenario(stack: SuiteStack, scenario: Scenario, files_override: int | None, timeout: float) -> Result:
     settings = stack.settings
     count = files_override or scenario.files
@@ -79,7 +88,7 @@ def run_scenario(stack: SuiteStack, scenario: Scenario, files_override: int | No
     inbox = sqs.get_queue_url(QueueName=settings.alerts_queue_name)["QueueUrl"]
     alerts: list[dict[str, Any]] = []
     census.read_alerts(sqs, inbox, [])  # earlier scenarios' alerts are not this one's
-    expected_alerts = sum(1 for item in files if item.expected.alerts) + scenario.extra_alerts(files)
+    expected_alerts, watcher_alerts = _expected_alerts(scenario, files, settings.trigger_route)
     events: list[str] = []
     say(f"{scenario.name}: dropping {count} files ({scenario.description})")
     started = time.monotonic()
@@ -127,7 +136,9 @@ def run_scenario(stack: SuiteStack, scenario: Scenario, files_override: int | No
     census.read_alerts(sqs, inbox, alerts)
     result = census.take(stack.client("s3"), settings, files, alerts, expected_alerts)
     stack.faults.off()
-    return Result(scenario.name, result, time.monotonic() - started, events)
+    if watcher_alerts is not None:
+        events.append(f"watcher alerts: {result.watcher_alerts} (expected {watcher_alerts})")
+    return Result(scenario.name, result, time.monotonic() - started, events, watcher_alerts)
 
 
 COLUMNS = [
@@ -167,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, help="files per scenario (default: each scenario's own)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a scenario may take to settle")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--route",
+        choices=["events", "sensor", "both"],
+        default="events",
+        help="what starts the file runs (clean_zone_trigger_route; default events)",
+    )
     args = parser.parse_args(argv)
     by_name = {scenario.name: scenario for scenario in SCENARIOS}
     if args.list:
@@ -179,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [by_name[name] for name in args.scenario] if args.scenario else SCENARIOS
     results: list[Result] = []
     try:
-        with suite_stack() as stack:
+        with suite_stack(args.route) as stack:
             for scenario in chosen:
                 result = run_scenario(stack, scenario, args.files, args.timeout)
                 results.append(result)
