@@ -126,8 +126,8 @@ def landing_file_runs() -> list[dict[str, Any]]:
     When a re-check is due (every ``clean_zone_landing_sweep_minutes``) it also hands over again
     the files handed over that long ago that no run has claimed (their run deleted before its
     claim, say). Where both routes watch, files a run already claimed get no second run. The record
-    of what was handed over (:class:`clean_zone_landing_trigger.HandedOver`) is written last: a try
-    that fails before it hands the same files over again, to the same run ids.
+    of what was handed over (:class:`clean_zone_landing_trigger.HandedOver`) is written last: if a
+    try fails before it, its retry hands the same files over again, to the same run ids.
     """
     # Imported here: the events route's DAG imports this module too, and the sensor is slow to import.
     from clean_zone.airflow_glue.landing_sensor import handed_over, recheck_seconds
