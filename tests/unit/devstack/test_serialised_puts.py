@@ -82,9 +82,12 @@ def _racing_creates(mode: str, patience: float) -> tuple[int, int]:
 
 
 def test_moto_alone_tells_racing_creates_they_all_won() -> None:
-    # The flaw being guarded against, shown: every racer passes the check before any writes. All of
-    # them reach the gate, so it may wait long (with the whole suite running beside it, one came after 5 s).
-    assert _racing_creates("moto-alone", patience=60.0) == (RACERS, RACERS)
+    # The flaw being guarded against, shown: racers pass the check before any writes, and more than
+    # one is told it created the record (never so on S3). Usually all four; under the whole suite's
+    # load a racer has come late (after 5 s, or after another's write), so more than one is the claim.
+    winners, answered = _racing_creates("moto-alone", patience=60.0)
+    assert answered == RACERS
+    assert winners >= 2
 
 
 def test_with_puts_serialised_exactly_one_racing_create_wins() -> None:
