@@ -249,13 +249,8 @@ def command_words(service: dict[str, Any]) -> list[str]:
 
 def option_value(words: list[str], option: str) -> str | None:
     """The value given to a long option (``--port 4566`` or ``--port=4566``); the last one wins."""
-    found = None
-    for index, word in enumerate(words):
-        if word == option and index + 1 < len(words):
-            found = words[index + 1]
-        elif word.startswith(option + "="):
-            found = word.split("=", 1)[1]
-    return found
+    given = _given(words, option, option)
+    return given[-1] if given else None
 
 
 def has_healthcheck(service: dict[str, Any]) -> bool:
@@ -316,15 +311,21 @@ def copy_sources(args: str) -> list[str]:
     return words[:-1]
 
 
-def option_values(words: list[str], short: str, long: str) -> list[str]:
-    """File names given to ``short``/``long`` (e.g. -r/--requirement) in a command's words."""
+def _given(words: list[str], short: str, long: str) -> list[str]:
+    """Every value given to ``short``/``long`` in a command's words (``-r x``, ``--requirement x``,
+    ``--requirement=x``), in order."""
     values: list[str] = []
     for index, word in enumerate(words):
         if word in (short, long) and index + 1 < len(words):
-            values.append(Path(words[index + 1]).name)
+            values.append(words[index + 1])
         elif word.startswith(long + "="):
-            values.append(Path(word.split("=", 1)[1]).name)
+            values.append(word.split("=", 1)[1])
     return values
+
+
+def option_values(words: list[str], short: str, long: str) -> list[str]:
+    """File names given to ``short``/``long`` (e.g. -r/--requirement) in a command's words."""
+    return [Path(value).name for value in _given(words, short, long)]
 
 
 def strip_command(stack: Stack) -> tuple[str, str] | None:
