@@ -46,8 +46,20 @@ class LandingFileSensor(S3KeySensor):
     landed meanwhile are handed over when S3 answers again.
     """
 
+    _loaded_settings: config.Settings | None = None
+
+    def execute(self, context: Context) -> None:
+        self._loaded_settings = None  # read afresh by each try (dag.test runs one instance many times)
+        super().execute(context)
+
+    def _settings(self) -> config.Settings:
+        """The settings, read once per try: its first look and its deferral both need them."""
+        if self._loaded_settings is None:
+            self._loaded_settings = config.load()
+        return self._loaded_settings
+
     def poke(self, context: Context) -> bool:
-        settings = config.load()
+        settings = self._settings()
         store = object_store(settings, str(self.bucket_name))
         try:
             listed = list(store.list_keys(settings.landing_prefix))
@@ -60,7 +72,7 @@ class LandingFileSensor(S3KeySensor):
         return bool(new or stale)
 
     def _defer(self, *, report_unreachable: bool = True) -> None:
-        settings = config.load()
+        settings = self._settings()
         self.defer(
             timeout=timedelta(seconds=self.timeout),
             trigger=LandingFilesTrigger(
@@ -80,13 +92,14 @@ class LandingFileSensor(S3KeySensor):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        self._loaded_settings = None
         if event.get("status") != "unreachable":
             super().execute_complete(context, event)
             return
         error = EndpointError(f"the landing watcher cannot list {self.bucket_name}: {event.get('message')}")
         self.log.error("%s; alerting once and watching on", error)
         try:
-            settings = config.load()
+            settings = self._settings()
             send(FailureAlertNotifier().build_alert({**context, "exception": error}, settings), settings)
         except Exception:  # the alert is kept or logged by send(); the watch goes on regardless
             self.log.exception("the outage alert could not be sent")
